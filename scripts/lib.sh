@@ -44,3 +44,24 @@ fetch_agent_bundle() {
     npm install --silent --no-audit --no-fund --no-package-lock --prefix "$RUM_AGENT_DIR" "@elastic/apm-rum@$RUM_AGENT_VERSION" >&2
     [ -f "$RUM_AGENT_BUNDLE" ] || { echo "setup: npm did not produce $RUM_AGENT_BUNDLE" >&2; return 1; }
 }
+
+# The Debian packages the tests and the bench use: Chromium (browser tests), nginx and wrk
+# (bench), iptables and iproute2 (transparent-mode test), npm (agent bundle).
+ensure_system_packages() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+    command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing ${missing[*]} with apt-get" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    else
+        echo "setup: missing system packages: ${missing[*]} — install them (sudo apt-get install ${missing[*]});" \
+             "the tests that need them are skipped with that reason" >&2
+    fi
+}

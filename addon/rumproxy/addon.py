@@ -1,0 +1,275 @@
+"""The mitmproxy addon: wires the hooks to the rules, the trace context and the rewriters.
+
+Fail open: whatever goes wrong while instrumenting a response, the client gets the response the
+upstream sent, and the log gets one line saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import weakref
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.net.http import url
+
+from rumproxy import codecs, csp, decision, hosting, snippet, tracing
+from rumproxy.reload import RulesWatcher
+from rumproxy.rewrite import inject_buffered
+from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
+from rumproxy.snippet import PageTrace
+
+logger = logging.getLogger(__name__)
+
+STREAM_MODES = ("auto", "always", "never")
+
+
+@dataclasses.dataclass
+class FlowState:
+    """What the request hook decided, for the response hooks of the same flow."""
+
+    rule: Rule
+    trace: PageTrace | None = None
+    tracestate: str | None = None
+
+
+class RumInject:
+    def __init__(self, default_rules: Path) -> None:
+        self.default_rules = default_rules
+        self.rules: RuleSet | None = None
+        self.hosted: dict[str, hosting.HostedFile] = {}  # by URL path
+        self.script_paths: dict[Path, str] = {}  # local agent file -> its URL path
+        self.flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
+        self.watcher = RulesWatcher(self._reload)
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "rum_rules",
+            str,
+            str(self.default_rules),
+            "The rule set (YAML, see the README): which hosts and paths get which RUM agent. "
+            "Edits are applied while the proxy runs; an invalid edit keeps the last good rules.",
+        )
+        loader.add_option(
+            "rum_scan_limit",
+            int,
+            64 * 1024,
+            "How many bytes of decoded HTML to scan for the insertion point before giving up on a page.",
+        )
+        loader.add_option(
+            "rum_stream",
+            str,
+            "auto",
+            "Inject while streaming the body: auto (large or unsized bodies), always, never (buffer whole bodies).",
+            choices=STREAM_MODES,
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
+            raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
+        if "rum_rules" in updated:
+            path = Path(ctx.options.rum_rules).expanduser()
+            try:
+                self._apply(load_rules(path))
+            except RulesError as e:
+                raise exceptions.OptionsError(f"rum_rules: {e}") from None
+            self.watcher.watch(path)
+
+    def running(self) -> None:
+        self.watcher.start()
+
+    def done(self) -> None:
+        self.watcher.stop()
+
+    def _reload(self, path: Path) -> None:
+        try:
+            self._apply(load_rules(path))
+        except RulesError as e:
+            logger.error(f"rules not reloaded, the last good rules stay active: {e}")
+        except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
+            logger.error(f"rules not reloaded, the last good rules stay active: {path}: {e!r}")
+        else:
+            logger.info(f"rules reloaded from {path}: {len(self.rules.rules) if self.rules else 0} rule(s)")
+
+    def _apply(self, rules: RuleSet) -> None:
+        files = {rule.agent.script_file for rule in rules.rules if rule.agent.script_file is not None}
+        try:
+            hosted = hosting.host_files(sorted(files))
+        except OSError as e:
+            raise RulesError(f"{rules.source}: cannot read an agent script: {e}") from None
+        self.rules = rules
+        self.hosted = {entry.path: entry for entry in hosted.values()}
+        self.script_paths = {file: entry.path for file, entry in hosted.items()}
+
+    # --- request side ---
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if self.rules is None or flow.response is not None:
+            return
+        try:
+            self._request(flow)
+        except Exception as e:  # noqa: BLE001 - fail open
+            logger.error(f"{flow.request.pretty_url}: request left untouched: {e!r}")
+
+    def _request(self, flow: http.HTTPFlow) -> None:
+        assert self.rules is not None
+        host, port = site(flow.request)
+        path = flow.request.path.split("?", 1)[0]
+        if path.startswith(hosting.PREFIX):
+            entry = self.hosted.get(path)
+            if entry is not None and self.rules.names_host(host, port):
+                self._serve(flow, entry)
+            return
+        rule = self.rules.match(host, port, path)
+        if rule is None:
+            return
+        state = FlowState(rule=rule)
+        if rule.inject and rule.trace.propagate and decision.is_navigation(flow.request):
+            state.trace = tracing.begin(flow.request, rule.trace)
+            state.tracestate = flow.request.headers.get("tracestate")
+        self.flows[flow] = state
+
+    def _serve(self, flow: http.HTTPFlow, entry: hosting.HostedFile) -> None:
+        answer = hosting.respond(
+            entry,
+            flow.request.method,
+            flow.request.headers.get("if-none-match"),
+            flow.request.headers.get("accept-encoding"),
+        )
+        response = http.Response.make(answer.status)
+        # The body is already gzip-encoded when the headers say so: .content would encode it again,
+        # and a HEAD answer keeps the Content-Length of the GET.
+        response.raw_content = answer.body
+        response.headers.clear()
+        for name, value in answer.headers:
+            response.headers.add(name, value)
+        flow.response = response
+        annotate(flow, "served the agent bundle from " + entry.path)
+
+    # --- response side ---
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = self.flows.pop(flow, None)
+        if state is None or flow.response is None or flow.response.raw_content is None:
+            return
+        try:
+            self._response(flow, state)
+        except Exception as e:  # noqa: BLE001 - fail open: nothing was changed yet
+            logger.error(f"{flow.request.pretty_url}: response left as received: {e!r}")
+            annotate(flow, f"rule {state.rule.name}: error, left as received: {e!r}")
+
+    def _response(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        response = flow.response
+        assert response is not None and response.raw_content is not None
+        skip = decision.response_skip_reason(flow, state.rule)
+        if skip is not None:
+            return self._skipped(flow, state, skip)
+        encoding = codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity"
+        nonce_plan = self._csp(flow, state)
+        if nonce_plan is None:
+            return self._skipped(flow, state, "Content-Security-Policy would block the snippet and csp.adjust is false")
+        markup = self._markup(flow, state, nonce_plan.nonce)
+        result = inject_buffered(
+            response.raw_content,
+            encoding=encoding,
+            content_type=response.headers.get("content-type"),
+            snippet=markup,
+            limit=ctx.options.rum_scan_limit,
+        )
+        if result.body is None:
+            return self._skipped(flow, state, result.reason)
+        # Nothing above changed the response; from here on only assignments that cannot fail.
+        self._instrument_headers(response, state, nonce_plan)
+        response.raw_content = result.body
+        if "transfer-encoding" not in response.headers:
+            response.headers["content-length"] = str(len(result.body))
+        self._record(flow, state, f"injected ({result.placement}, byte {result.offset})")
+
+    def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
+        logger.debug(f"{flow.request.pretty_url}: not injected: {reason}")
+        self._record(flow, state, f"skipped: {reason}")
+
+    def _record(self, flow: http.HTTPFlow, state: FlowState, action: str) -> None:
+        trace = state.trace
+        metadata = {"rule": state.rule.name, "action": action}
+        if trace is not None:
+            metadata.update(
+                trace_id=trace.trace_id, span_id=trace.span_id, sampled=trace.sampled, traceparent=trace.traceparent
+            )
+        flow.metadata["rumproxy"] = metadata
+        trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
+        annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
+
+    def _markup(self, flow: http.HTTPFlow, state: FlowState, nonce: str | None) -> str:
+        agent = state.rule.agent
+        script_src = agent.script_url
+        if agent.script_file is not None:
+            script_src = self.script_paths.get(agent.script_file)
+        return snippet.render(agent, script_src=script_src, trace=state.trace, api_origins=state.rule.trace.api_origins, nonce=nonce)
+
+    def _csp(self, flow: http.HTTPFlow, state: FlowState) -> csp.CspAdjustment | None:
+        """The page's policies adjusted to let the snippet run; None if they block it and may not be changed."""
+        response = flow.response
+        assert response is not None
+        policies = response.headers.get_all("content-security-policy")
+        if not policies:
+            return csp.CspAdjustment(policies=(), nonce=None, changed=False)
+        agent = state.rule.agent
+        origin = page_origin(flow.request)
+        script_url = agent.script_url or ""
+        if agent.script_file is not None:
+            script_url = origin + self.script_paths.get(agent.script_file, hosting.PREFIX)
+        elif script_url.startswith("//"):
+            script_url = f"{flow.request.scheme}:{script_url}"
+        inline = snippet.init_script(snippet.agent_config(agent, state.trace, state.rule.trace.api_origins))
+        adjustment = csp.adjust_policies(
+            policies,
+            page_origin=origin,
+            script_url=script_url,
+            inline_script=inline,
+            connect_url=agent.config.get("serverUrl") if agent.kind == "elastic" else None,
+            new_nonce=csp.make_nonce(),
+        )
+        if adjustment.changed and not state.rule.csp_adjust:
+            return None
+        return adjustment
+
+    def _instrument_headers(self, response: http.Response, state: FlowState, policy: csp.CspAdjustment) -> None:
+        response.headers[decision.MARKER_HEADER] = "rumproxy"
+        etag = response.headers.get("etag")
+        if etag and not etag.startswith("W/"):
+            # The body differs from the one the strong validator names.
+            response.headers["etag"] = "W/" + etag
+        for name in ("accept-ranges", "content-md5", "digest", "repr-digest", "content-digest"):
+            response.headers.pop(name, None)
+        if policy.changed:
+            response.headers.set_all("content-security-policy", list(policy.policies))
+        if state.trace is not None:
+            tracing.expose(response, state.trace, state.rule.trace, state.tracestate)
+
+
+def site(request: http.Request) -> tuple[str, int]:
+    """The site's host and port as the request goes upstream (Host / :authority), as rules match it."""
+    authority = request.host_header
+    if authority:
+        try:
+            host, port = url.parse_authority(authority, check=False)
+        except ValueError:
+            host, port = request.host, request.port
+        if port is None:
+            port = 443 if request.scheme == "https" else 80
+        return host, port
+    return request.host, request.port
+
+
+def page_origin(request: http.Request) -> str:
+    host, port = site(request)
+    default = 443 if request.scheme == "https" else 80
+    host = f"[{host}]" if ":" in host else host
+    return f"{request.scheme}://{host}" + ("" if port == default else f":{port}")
+
+
+def annotate(flow: http.HTTPFlow, text: str) -> None:
+    line = f"rumproxy: {text}"
+    flow.comment = f"{flow.comment}\n{line}" if flow.comment else line

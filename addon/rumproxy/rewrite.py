@@ -1,0 +1,86 @@
+"""Inserting the snippet into a whole (buffered) body: decode, find the point, insert bytes in the
+page's own charset, re-encode. Pure: bytes in, bytes out, and a reason when nothing was done."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rumproxy import codecs, htmlscan
+from rumproxy.charset import Charset, detect_charset
+
+UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rewritten:
+    body: bytes | None  # the new raw body, or None: leave the response as received
+    reason: str  # "injected" or why not
+    offset: int | None = None  # where the snippet went, in decoded bytes
+    placement: str | None = None
+
+
+def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
+    if facts.amp:
+        return "AMP page (an injected script would invalidate it)"
+    if htmlscan.loads_agent(document):
+        return "page loads the Elastic RUM agent already"
+    return None
+
+
+def snippet_bytes(snippet: str, charset: Charset) -> bytes | None:
+    """The snippet in the page's charset, or None if the charset cannot carry it."""
+    try:
+        return snippet.encode(charset.codec or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return None
+
+
+def inject_buffered(raw: bytes, *, encoding: str, content_type: str | None, snippet: str, limit: int | None) -> Rewritten:
+    try:
+        document = codecs.decode(raw, encoding)
+    except ValueError as e:
+        return Rewritten(None, f"body cannot be decoded as {encoding}: {e}")
+    charset = detect_charset(content_type, document[:1024])
+    if charset.bom in UTF16_BOMS:
+        return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
+    if not charset.ascii_compatible:
+        return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
+    insertion, reason = locate(document, limit)
+    if insertion is None:
+        return Rewritten(None, reason)
+    encoded_snippet = snippet_bytes(snippet, charset)
+    if encoded_snippet is None:
+        return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")
+    body = document[: insertion.offset] + encoded_snippet + document[insertion.offset :]
+    return Rewritten(codecs.encode(body, encoding), "injected", insertion.offset, insertion.placement)
+
+
+def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, str]:
+    """The insertion point as the streaming scanner would find it, or None and why not."""
+    scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1)
+    insertion = scanner.feed(document)
+    if reason := body_skip_reason(document, scanner.facts):
+        return None, reason
+    if insertion is None:
+        if scanner.exhausted:
+            return None, f"no insertion point within the first {limit} bytes (scan limit)"
+        insertion = scanner.finish()
+    return insertion, "injected"
+
+
+def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: str, limit: int | None) -> Rewritten:
+    """UTF-16 pages are found in a UTF-8 view and the snippet is transcoded; every tag boundary
+    is a whole character in both."""
+    codec = UTF16_BOMS[charset.bom]
+    try:
+        text = document[len(charset.bom) :].decode(codec)
+    except UnicodeDecodeError as e:
+        return Rewritten(None, f"body is not valid {codec}: {e}")
+    view = text.encode("utf-8", "surrogatepass")
+    insertion, reason = locate(view, limit)
+    if insertion is None:
+        return Rewritten(None, reason)
+    characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))
+    offset = len(charset.bom) + len(text[:characters].encode(codec, "surrogatepass"))
+    body = document[:offset] + snippet.encode(codec) + document[offset:]
+    return Rewritten(codecs.encode(body, encoding), "injected", offset, insertion.placement)

@@ -1,0 +1,108 @@
+"""The bootstrap HTML inserted into a page: pure functions from a rule and a page's ids to markup.
+
+Everything that reaches the page from configuration or from a request is escaped for the
+context it lands in, so no value can end the script element or open a comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rumproxy.rules import PLACEHOLDER, AgentSpec
+
+# "</script" ends the element and "<!--" changes how it ends; U+2028/2029 broke pre-ES2019 parsers.
+_SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PageTrace:
+    """The ids one page load shares with its document request (None: no trace linking)."""
+
+    trace_id: str
+    span_id: str  # id of the document request span: the backend's parent
+    sampled: bool
+    traceparent: str
+    continued: bool = False  # the request came with its own traceparent: link as a child of it
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element: ASCII only, no markup characters."""
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=False).translate(_SCRIPT_ESCAPES)
+
+
+def agent_config(agent: AgentSpec, trace: PageTrace | None, api_origins: tuple[str, ...]) -> dict[str, Any]:
+    """The options for elasticApm.init(): the rule's config plus the page's trace ids."""
+    config: dict[str, Any] = dict(agent.config)
+    if trace is not None:
+        config["pageLoadTraceId"] = trace.trace_id
+        if trace.continued:
+            # The backend answers under the incoming parent: the page load becomes its sibling.
+            config["pageLoadParentId"] = trace.span_id
+        else:
+            config["pageLoadSpanId"] = trace.span_id
+        if trace.sampled:
+            config["pageLoadSampled"] = True
+        else:
+            # The agent ignores pageLoadSampled: false and would sample by transactionSampleRate,
+            # so an unsampled backend would leave an orphaned page load: sample nothing on this page.
+            config["transactionSampleRate"] = 0
+    if api_origins and "distributedTracingOrigins" not in config:
+        config["distributedTracingOrigins"] = list(api_origins)
+    return config
+
+
+def render(
+    agent: AgentSpec,
+    *,
+    script_src: str | None,
+    trace: PageTrace | None,
+    api_origins: tuple[str, ...] = (),
+    nonce: str | None = None,
+) -> str:
+    """The markup to insert. `script_src` is the URL the page loads the agent from."""
+    config = agent_config(agent, trace, api_origins)
+    nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
+    if agent.kind == "custom":
+        return render_template(agent.template or "", script_src=script_src, trace=trace, nonce=nonce, config=config)
+    return (
+        f'<script src="{html.escape(script_src or "", quote=True)}" crossorigin{nonce_attr}></script>'
+        f"<script{nonce_attr}>{init_script(config)}</script>"
+    )
+
+
+def init_script(config: Mapping[str, Any]) -> str:
+    # The guard keeps a page that already started the agent from being initialised twice, and a
+    # blocked or failed agent download from throwing in the page.
+    return (
+        "(function(){var a=window.elasticApm;"
+        "if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){"
+        f"a.init({script_json(dict(config))})"
+        "}})();"
+    )
+
+
+def render_template(
+    template: str,
+    *,
+    script_src: str | None,
+    trace: PageTrace | None,
+    nonce: str | None,
+    config: Mapping[str, Any],
+) -> str:
+    """Fill a custom template. Values are hex ids, a nonce, an URL and JSON: each escaped so it is
+    safe both in an attribute and in a script."""
+    values = {
+        "trace_id": trace.trace_id if trace else "",
+        "span_id": trace.span_id if trace else "",
+        "traceparent": trace.traceparent if trace else "",
+        "sampled": ("true" if trace.sampled else "false") if trace else "false",
+        "nonce": html.escape(nonce or "", quote=True),
+        "nonce_attr": f' nonce="{html.escape(nonce, quote=True)}"' if nonce else "",
+        "script_url": html.escape(script_src or "", quote=True),
+        "config_json": script_json(dict(config)),
+    }
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

@@ -1,0 +1,172 @@
+"""The real mitmdump with the addon in reverse mode in front of a real upstream: what a browser
+or curl gets for every encoding, charset and skip case."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import zlib
+
+import brotli
+import pytest
+import requests
+import zstandard
+
+from tests.apps.upstream import BODIES
+from tests.harness import Mitmdump, Upstream
+
+pytestmark = pytest.mark.integration
+
+NAVIGATION = {"Sec-Fetch-Dest": "document", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+DECODERS = {
+    "identity": lambda data: data,
+    "gzip": gzip.decompress,
+    "deflate": zlib.decompress,
+    "br": brotli.decompress,
+    "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data),
+}
+
+
+def fetch(session: requests.Session, url: str, *, method: str = "GET", headers: dict | None = None) -> requests.Response:
+    response = session.request(method, url, headers={**NAVIGATION, **(headers or {})}, stream=True, timeout=30)
+    response.raw_body = response.raw.read(decode_content=False)  # type: ignore[attr-defined]
+    return response
+
+
+def split_insertion(original: bytes, output: bytes) -> tuple[int, bytes]:
+    """(offset, inserted) if `output` is `original` with one contiguous insertion; fails otherwise."""
+    added = len(output) - len(original)
+    assert added > 0, "nothing was inserted"
+    prefix = 0
+    limit = len(original)
+    while prefix < limit and output[prefix] == original[prefix]:
+        prefix += 1
+    assert output[prefix + added :] == original[prefix:], "the output differs from the input by more than one insertion"
+    # Where the snippet ends like the page goes on, several offsets explain the output: prefer the
+    # one where the insertion is a whole element.
+    first = prefix
+    while first > 0 and output[first - 1] == output[first - 1 + added]:
+        first -= 1
+    offset = next((k for k in range(first, prefix + 1) if output[k : k + added].startswith(b"<")), first)
+    return offset, output[offset : offset + added]
+
+
+def direct_and_proxied(session, upstream: Upstream, proxy: Mitmdump, query: str, **kwargs):
+    direct = fetch(session, f"{upstream.url}/page?{query}", **kwargs)
+    proxied = fetch(session, f"{proxy.url}/page?{query}", **kwargs)
+    return direct, proxied
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate", "br", "zstd"])
+def test_every_encoding_is_injected_and_reencoded(http, upstream, proxy, encoding):
+    direct, proxied = direct_and_proxied(http, upstream, proxy, f"body=basic&encoding={encoding}", headers={"Accept-Encoding": encoding})
+    assert proxied.status_code == 200
+    assert proxied.headers.get("content-encoding", "identity") == direct.headers.get("content-encoding", "identity")
+    original = DECODERS[encoding](direct.raw_body)
+    assert original == BODIES["basic"]
+    output = DECODERS[encoding](proxied.raw_body)
+    offset, inserted = split_insertion(original, output)
+    assert inserted.startswith(b'<script src="/__rum/') and inserted.endswith(b"</script>")
+    assert b"elasticApm" in inserted and b'"serviceName":"shop-frontend"' in inserted
+    # right after <meta charset>: the charset declaration stays first
+    assert original[:offset].rstrip().lower().endswith(b'<meta charset="utf-8">')
+    assert int(proxied.headers["content-length"]) == len(proxied.raw_body)
+    assert proxied.headers["x-rum-injected"]
+    assert "accept-ranges" not in proxied.headers
+
+
+def test_strong_etag_becomes_weak(http, upstream, proxy):
+    proxied = fetch(http, f'{proxy.url}/page?body=basic&h=ETag: "v1"&h=Accept-Ranges: bytes')
+    assert proxied.headers["etag"] == 'W/"v1"'
+    assert "accept-ranges" not in proxied.headers
+
+
+def test_html_error_pages_are_instrumented(http, proxy):
+    proxied = fetch(http, f"{proxy.url}/page?body=basic&status=404")
+    assert proxied.status_code == 404
+    assert b"elasticApm" in proxied.raw_body
+
+
+def test_chunked_upstream_body(http, upstream, proxy):
+    direct, proxied = direct_and_proxied(http, upstream, proxy, "body=basic&chunked=1")
+    split_insertion(direct.raw_body, proxied.raw_body)
+
+
+@pytest.mark.parametrize("name", ["latin1", "sjis", "utf8bom", "nohead", "nohtml", "upper", "comment"])
+def test_charsets_and_shapes(http, upstream, proxy, name):
+    direct, proxied = direct_and_proxied(http, upstream, proxy, f"body={name}")
+    offset, inserted = split_insertion(direct.raw_body, proxied.raw_body)
+    assert inserted.startswith(b"<script")
+    if name == "utf8bom":
+        assert offset >= 3 and proxied.raw_body.startswith(b"\xef\xbb\xbf")
+    if name in ("latin1", "sjis"):
+        assert re.search(rb"<meta[^>]*charset", direct.raw_body[:offset], re.I)
+
+
+def test_utf16_page_gets_a_transcoded_snippet(http, upstream, proxy):
+    direct, proxied = direct_and_proxied(http, upstream, proxy, "body=utf16")
+    original = direct.raw_body[2:].decode("utf-16-le")
+    output = proxied.raw_body[2:].decode("utf-16-le")
+    assert proxied.raw_body[:2] == b"\xff\xfe"
+    offset, inserted = split_insertion(original.encode(), output.encode())
+    assert inserted.startswith(b"<script")
+
+
+SKIPS = [
+    ("HEAD", "body=basic", {}, "HEAD request"),
+    ("GET", "body=basic&status=204", {}, "status 204"),
+    ("GET", "body=basic&status=304", {}, "status 304"),
+    ("GET", "body=basic&status=206&h=Content-Range: bytes 0-10/100", {}, "status 206"),
+    ("GET", "body=basic&ctype=application/json", {}, "not HTML"),
+    ("GET", "body=basic&ctype=application/xhtml%2Bxml", {}, "xhtml"),
+    ("GET", "body=basic&h=Content-Disposition: attachment; filename=a.html", {}, "attachment"),
+    ("GET", "body=basic&h=Cache-Control: no-transform", {}, "no-transform"),
+    ("GET", "body=basic&h=X-RUM-Injected: elsewhere", {}, "already instrumented"),
+    ("GET", "body=amp", {}, "AMP page"),
+    ("GET", "body=withagent", {}, "loads the Elastic RUM agent already"),
+    ("GET", "body=basic", {"Sec-Fetch-Dest": "empty"}, "not a page navigation"),
+    ("GET", "body=basic&encoding=gzip, br", {}, "unsupported Content-Encoding"),
+    ("GET", "body=basic&ctype=text/html; charset=utf-16", {}, "not ASCII-compatible"),
+    ("GET", "b64=" + base64.urlsafe_b64encode(b"not gzip at all").decode() + "&h=Content-Encoding: gzip", {}, "cannot be decoded"),
+]
+
+
+@pytest.mark.parametrize(("method", "query", "headers", "reason"), SKIPS, ids=[s[3] for s in SKIPS])
+def test_skipped_responses_are_left_exactly_as_received(http, upstream, proxy, method, query, headers, reason):
+    mark = proxy.mark()
+    direct, proxied = direct_and_proxied(http, upstream, proxy, query, method=method, headers=headers)
+    assert proxied.status_code == direct.status_code
+    assert proxied.raw_body == direct.raw_body
+    assert "x-rum-injected" not in {k.lower() for k in proxied.headers if proxied.headers[k] != "elsewhere"}
+    for name in ("content-length", "content-encoding", "content-type", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name), name
+    proxy.wait_for_log(re.escape("not injected: ") + ".*" + re.escape(reason), since=mark, timeout=10)
+
+
+def test_requests_for_hosts_no_rule_names_are_untouched(http, upstream, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    from tests.integration.conftest import write_rules
+
+    write_rules(rules)
+    rules.write_text(rules.read_text().replace('["127.0.0.1"]', '["shop.example.com"]'))
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules) as proxy:
+        direct, proxied = direct_and_proxied(http, upstream, proxy, "body=basic")
+        assert proxied.raw_body == direct.raw_body
+        assert "traceparent" not in dict(upstream.last_request_headers())
+        assert fetch(http, f"{proxy.url}/__rum/anything.js").status_code == 404
+
+
+def test_the_agent_is_served_on_the_page_origin(http, proxy):
+    page = fetch(http, f"{proxy.url}/page?body=basic")
+    src = re.search(rb'<script src="(/__rum/[^"]+)"', page.raw_body).group(1).decode()
+    bundle = http.get(proxy.url + src, timeout=10)
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"].startswith("text/javascript")
+    assert "max-age=31536000" in bundle.headers["cache-control"]
+    from rumproxy.rules import VENDORED_AGENT
+
+    assert bundle.content == VENDORED_AGENT.read_bytes()
+    again = http.get(proxy.url + src, headers={"If-None-Match": bundle.headers["etag"]}, timeout=10)
+    assert again.status_code == 304 and again.content == b""
+    assert http.get(proxy.url + "/__rum/0000/unknown.js", timeout=10).status_code == 404

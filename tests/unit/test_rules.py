@@ -1,0 +1,231 @@
+"""The rule-set contract (../shared/CONFIG.md): parsing, validation messages, matching."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rumproxy.rules import REPO_ROOT, RulesError, load_rules, parse_rules
+
+AGENT_FILE = "agent.js"
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    (tmp_path / AGENT_FILE).write_text("window.elasticApm = {init: function () {}};\n")
+    return tmp_path
+
+
+def parse(text: str, directory: Path):
+    path = directory / "rules.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_rules(path)
+
+
+def error_of(text: str, directory: Path) -> str:
+    with pytest.raises(RulesError) as info:
+        parse(text, directory)
+    return str(info.value)
+
+
+MINIMAL = """\
+version: 1
+rules:
+  - name: shop
+    hosts: [shop.example.com]
+    agent:
+      script: agent.js
+      config:
+        serviceName: shop-frontend
+"""
+
+
+def test_embedded_default_rules_load():
+    rules = load_rules(REPO_ROOT / "config" / "rules.yaml")
+    assert rules.match("127.0.0.1", 5000, "/") is not None
+    assert rules.match("localhost", 8080, "/shop/") is not None
+    assert rules.match("127.0.0.1", 5000, "/api/items") is None
+    assert rules.match("example.com", 80, "/") is None
+
+
+def test_minimal_rule_defaults(rules_dir):
+    rule = parse(MINIMAL, rules_dir).rules[0]
+    assert rule.name == "shop"
+    assert rule.inject is True
+    assert rule.trace.propagate is True and rule.trace.sample_rate == 1.0
+    assert rule.agent.kind == "elastic"
+    assert rule.agent.script_file == (rules_dir / AGENT_FILE).resolve()
+    assert rule.agent.script_url is None
+    assert dict(rule.agent.config) == {"serviceName": "shop-frontend"}
+
+
+def test_the_config_md_example_parses(rules_dir):
+    rules = parse(
+        """\
+        version: 1
+        defaults:
+          agent:
+            config:
+              serverUrl: http://localhost:8200
+        rules:
+          - name: shop
+            hosts:
+              - shop.example.com
+              - "*.example.com"
+              - "127.0.0.1:8000"
+            paths:
+              include: ["/*"]
+              exclude: ["/admin/*", "/api/*"]
+            inject: true
+            agent:
+              kind: elastic
+              script: https://unpkg.com/@elastic/apm-rum@5.17.5/dist/bundles/elastic-apm-rum.umd.min.js
+              config:
+                serviceName: shop-frontend
+                serverUrl: http://localhost:8200
+                environment: dev
+            trace:
+              propagate: true
+              sample_rate: 1.0
+        """,
+        rules_dir,
+    )
+    rule = rules.rules[0]
+    assert rule.agent.script_url.startswith("https://")
+    assert rules.match("SHOP.example.com", 443, "/cart") is rule
+    assert rules.match("eu.example.com", 80, "/") is rule
+    assert rules.match("127.0.0.1", 8000, "/") is rule
+    assert rules.match("127.0.0.1", 8001, "/") is None
+    assert rules.match("shop.example.com", 443, "/admin/users") is None
+    assert rules.match("shop.example.com", 443, "/api/items") is None
+    assert rules.match("example.org", 443, "/") is None
+
+
+def test_defaults_deep_merge_rule_wins(rules_dir):
+    rules = parse(
+        """\
+        version: 1
+        defaults:
+          agent:
+            script: agent.js
+            config: {serverUrl: "http://apm:8200", environment: prod}
+          trace: {sample_rate: 0.5}
+        rules:
+          - hosts: [a.test]
+            agent:
+              config: {serviceName: a, environment: staging}
+          - hosts: [b.test]
+            agent:
+              config: {serviceName: b}
+            trace: {sample_rate: 0.25}
+        """,
+        rules_dir,
+    )
+    a, b = rules.rules
+    assert dict(a.agent.config) == {"serverUrl": "http://apm:8200", "environment": "staging", "serviceName": "a"}
+    assert a.trace.sample_rate == 0.5
+    assert b.trace.sample_rate == 0.25
+    assert a.name == "rule 1"
+
+
+def test_first_match_wins_and_star_matches_all(rules_dir):
+    rules = parse(
+        """\
+        version: 1
+        defaults: {agent: {script: agent.js, config: {serviceName: x}}}
+        rules:
+          - name: first
+            hosts: ["*"]
+            paths: {include: ["/first/*"]}
+          - name: second
+            hosts: ["*"]
+        """,
+        rules_dir,
+    )
+    assert rules.match("anything.test", 1, "/first/page").name == "first"
+    assert rules.match("anything.test", 1, "/other").name == "second"
+
+
+def test_custom_kind_template(rules_dir):
+    rules = parse(
+        """\
+        version: 1
+        rules:
+          - hosts: [a.test]
+            agent:
+              kind: custom
+              template: '<script{{nonce_attr}}>window.t="{{ traceparent }}"</script>'
+        """,
+        rules_dir,
+    )
+    assert rules.rules[0].agent.template.startswith("<script")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    agnet: {}\n", ":4: rules[0].agnet: unknown key; allowed here: name, hosts"),
+        ("version: 1\nrules:\n  - hosts: a.test\n", ":3: rules[0].hosts: must be a list"),
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    inject: yes\n", ":4: rules[0].inject: must be a boolean"),
+        ("version: 1\nrules:\n  - paths: {}\n", ":3: rules[0].hosts: required"),
+        ("version: 2\nrules: []\n", ":1: version: only version 1"),
+        ("rules: []\n", "version: missing"),
+        ("version: 1\n", "rules: missing"),
+        ("", "the file is empty"),
+        ("version: 1\nrules:\n  - hosts: [a.test\n", "invalid YAML"),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js}\n",
+            "rules[0].agent.config.serviceName: required",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent:\n      script: agent.js\n      config:\n        serviceName: 'bad/name'\n",
+            ":7: rules[0].agent.config.serviceName: required: letters, digits",
+        ),
+        ("version: 1\nrules:\n  - hosts: ['http://a.test/']\n", ":3: rules[0].hosts: a host glob"),
+        ("version: 1\nrules:\n  - hosts: ['a.test:99999']\n", "port out of range"),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    paths:\n      include: ['admin/*']\n",
+            ":5: rules[0].paths.include: a path glob starts with '/'",
+        ),
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    agent: {kind: otel}\n", "'otel' is reserved for the OpenTelemetry web agent"),
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    agent: {kind: nope}\n", "unknown agent kind 'nope'; allowed: elastic, custom"),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: missing.js, config: {serviceName: x}}\n",
+            "rules[0].agent.script: no such file",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: 'ftp://x/a.js', config: {serviceName: x}}\n",
+            "an http(s) URL or a local file path",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js, config: {serviceName: x}}\n    trace: {sample_rate: 2}\n",
+            ":5: rules[0].trace.sample_rate: a number from 0.0 to 1.0",
+        ),
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    agent: {kind: custom}\n", "kind: custom needs agent.template"),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {kind: custom, template: '{{bogus}}'}\n",
+            "unknown placeholder {{bogus}}",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js, config: {serviceName: x}}\n    trace: {api_origins: ['https://api.test/v1']}\n",
+            "rules[0].trace.api_origins: an origin",
+        ),
+        ("version: 1\nrules:\n  - hosts: [a.test]\n    hosts: [b.test]\n", "invalid YAML"),
+    ],
+)
+def test_errors_name_file_line_and_key(rules_dir, text, expected):
+    message = error_of(text, rules_dir)
+    assert message.startswith(str(rules_dir / "rules.yaml"))
+    assert expected in message
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(RulesError, match="cannot read the rules file"):
+        load_rules(tmp_path / "nope.yaml")
+
+
+def test_parse_without_file_uses_placeholder_name():
+    with pytest.raises(RulesError, match=r"^<rules>:1: version"):
+        parse_rules("version: 3\nrules: []\n")

@@ -1,0 +1,108 @@
+"""The bootstrap markup: escaping for the script context, trace ids in the init, custom templates."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rumproxy.rules import AgentSpec
+from rumproxy.snippet import PageTrace, agent_config, render, script_json
+
+TRACE = PageTrace(
+    trace_id="0af7651916cd43dd8448eb211c80319c",
+    span_id="b7ad6b7169203331",
+    sampled=True,
+    traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+)
+
+
+def elastic(config=None, script_url="https://cdn.test/rum.js") -> AgentSpec:
+    return AgentSpec(kind="elastic", script_url=script_url, script_file=None, config=config or {"serviceName": "shop"}, template=None)
+
+
+def init_config(markup: str) -> dict:
+    match = re.search(r"a\.init\((\{.*\})\)\}\}\)\(\);</script>$", markup)
+    assert match, markup
+    return json.loads(match.group(1))
+
+
+def test_elastic_bootstrap_shape():
+    markup = render(elastic(), script_src="https://cdn.test/rum.js", trace=TRACE)
+    assert markup.startswith('<script src="https://cdn.test/rum.js" crossorigin></script><script>')
+    config = init_config(markup)
+    assert config == {
+        "serviceName": "shop",
+        "pageLoadTraceId": TRACE.trace_id,
+        "pageLoadSpanId": TRACE.span_id,
+        "pageLoadSampled": True,
+    }
+
+
+def test_unsampled_page_load_samples_nothing():
+    unsampled = PageTrace(TRACE.trace_id, TRACE.span_id, False, TRACE.traceparent[:-2] + "00")
+    config = agent_config(elastic({"serviceName": "s", "transactionSampleRate": 0.8}), unsampled, ())
+    assert "pageLoadSampled" not in config
+    assert config["transactionSampleRate"] == 0
+
+
+def test_continued_trace_makes_page_load_a_child_of_the_incoming_parent():
+    continued = PageTrace(TRACE.trace_id, TRACE.span_id, True, TRACE.traceparent, continued=True)
+    config = agent_config(elastic(), continued, ())
+    assert config["pageLoadParentId"] == TRACE.span_id
+    assert "pageLoadSpanId" not in config
+
+
+def test_api_origins_default_distributed_tracing_origins_only_when_unset():
+    assert agent_config(elastic(), None, ("https://api.test",))["distributedTracingOrigins"] == ["https://api.test"]
+    own = elastic({"serviceName": "s", "distributedTracingOrigins": ["https://x.test"]})
+    assert agent_config(own, None, ("https://api.test",))["distributedTracingOrigins"] == ["https://x.test"]
+
+
+def test_nonce_on_both_tags():
+    markup = render(elastic(), script_src="/__rum/x/rum.js", trace=None, nonce="abc+/=")
+    assert markup.count(' nonce="abc+/="') == 2
+
+
+def test_script_src_is_attribute_escaped():
+    markup = render(elastic(), script_src='https://cdn.test/a.js?x="><script>', trace=None)
+    assert '"><script>' not in markup.split("</script>")[0]
+
+
+@given(st.recursive(st.text() | st.integers() | st.booleans() | st.none(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20))
+def test_any_config_value_stays_inside_the_script(value):
+    markup = render(elastic({"serviceName": "s", "labels": value}), script_src="/a.js", trace=TRACE)
+    inline = markup.split("<script>", 1)[1]
+    body = inline[: -len("</script>")]
+    assert markup.isascii()
+    lowered = body.lower()
+    assert "</script" not in lowered and "<!--" not in lowered and "<script" not in lowered
+    assert init_config(markup)["labels"] == value
+
+
+def test_script_json_escapes_line_separators_and_markup():
+    assert script_json("\u2028\u2029</script><!--&") == '"\\u2028\\u2029\\u003c/script\\u003e\\u003c!--\\u0026"'
+
+
+def test_custom_template_placeholders():
+    agent = AgentSpec(
+        kind="custom",
+        script_url=None,
+        script_file=None,
+        config={"serviceName": "s"},
+        template='<script src="{{script_url}}"{{nonce_attr}}></script><script{{ nonce_attr }}>go("{{trace_id}}","{{span_id}}","{{traceparent}}",{{sampled}},"{{nonce}}",{{config_json}})</script>',
+    )
+    markup = render(agent, script_src="/__rum/h/a.js", trace=TRACE, nonce="n1")
+    assert markup == (
+        '<script src="/__rum/h/a.js" nonce="n1"></script><script nonce="n1">'
+        f'go("{TRACE.trace_id}","{TRACE.span_id}","{TRACE.traceparent}",true,"n1",'
+        + json.dumps(agent_config(agent, TRACE, ()), separators=(",", ":"))
+        + ")</script>"
+    )
+
+
+def test_custom_template_without_trace_renders_empty_ids():
+    agent = AgentSpec(kind="custom", script_url=None, script_file=None, config={}, template="[{{trace_id}}|{{sampled}}|{{nonce_attr}}]")
+    assert render(agent, script_src=None, trace=None) == "[|false|]"
