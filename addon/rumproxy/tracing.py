@@ -28,7 +28,7 @@ def begin(request: http.Request, spec: TraceSpec) -> PageTrace:
     members = tracecontext.parse_tracestate(request.headers.get_all("tracestate")) if not values else []
     sampled = tracecontext.decide_sampled(spec.sample_rate)
     parent = tracecontext.new_traceparent(sampled)
-    state = tracecontext.with_member(members, ELASTIC_KEY, tracecontext.elastic_member_value(spec.sample_rate))
+    state = tracecontext.with_member(members, ELASTIC_KEY, tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0))
     request.headers["traceparent"] = parent.header()
     request.headers["tracestate"] = tracecontext.format_tracestate(state)
     # The Python agent falls back to the legacy header; a stale one must not win over ours.

@@ -1,0 +1,60 @@
+"""The rules file as a user lives with it: a bad file at start-up, edits while the proxy runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.harness import ADDON_SCRIPT, REPO_ROOT, Mitmdump, venv_bin, wait_until
+from tests.integration.conftest import write_rules
+
+pytestmark = pytest.mark.integration
+
+NAVIGATION = {"Sec-Fetch-Dest": "document"}
+
+
+def service_name(http, proxy) -> str | None:
+    body = http.get(f"{proxy.url}/page?body=basic", headers=NAVIGATION, timeout=10).text
+    match = re.search(r'"serviceName":"([^"]*)"', body)
+    return match.group(1) if match else None
+
+
+def test_a_bad_rules_file_stops_mitmdump_with_file_line_and_key(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - hosts: [a.test]\n    agnet: {}\n")
+    run = subprocess.run(
+        [venv_bin("mitmdump"), "-s", str(ADDON_SCRIPT), "--listen-host", "127.0.0.1", "--listen-port", "0",
+         "--set", f"confdir={tmp_path}", "--set", f"rum_rules={rules}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert f"{rules}:4: rules[0].agnet: unknown key" in output
+
+
+def test_the_embedded_default_is_used_without_the_option(http, upstream, tmp_path):
+    with Mitmdump(mode=f"reverse:{upstream.url}") as proxy:
+        assert service_name(http, proxy) == "demo-frontend"
+
+
+def test_edits_apply_while_running_and_a_bad_edit_keeps_the_last_good_rules(http, upstream, tmp_path):
+    rules = write_rules(tmp_path / "rules.yaml", service_name="before")
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules) as proxy:
+        assert service_name(http, proxy) == "before"
+
+        write_rules(rules, service_name="after")
+        started = time.monotonic()
+        wait_until(lambda: service_name(http, proxy) == "after", timeout=5, what="the edited rules")
+        assert time.monotonic() - started < 5
+
+        mark = proxy.mark()
+        rules.write_text(rules.read_text().replace("serviceName: after", "serviceName: after\n      bogus: 1"))
+        proxy.wait_for_log(r"rules not reloaded, the last good rules stay active: .*rules\.yaml:\d+: rules\[0\]\.agent\.bogus", since=mark, timeout=5)
+        assert service_name(http, proxy) == "after"
+        assert proxy.running
+
+        write_rules(rules, service_name="fixed")
+        wait_until(lambda: service_name(http, proxy) == "fixed", timeout=5, what="the fixed rules")
