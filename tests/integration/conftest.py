@@ -31,7 +31,7 @@ def write_rules(path: Path, *, service_name: str = "shop-frontend", extra_rule: 
                     serviceName: {service_name}
             """
         )
-        + textwrap.indent(textwrap.dedent(extra_rule), "    ")
+        + textwrap.indent(textwrap.dedent(extra_rule), "  ")
     )
     return path
 
