@@ -139,7 +139,7 @@ def _build_rule(index: int, raw: Located, defaults: Located | None, base: Path) 
         inject=rule.get_value("inject", True),
         xhtml=rule.get_value("xhtml", False),
         csp_adjust=rule.get_path_value(("csp", "adjust"), True),
-        agent=_agent(rule, where, base),
+        agent=_agent(rule, where, base, injects=rule.get_value("inject", True)),
         trace=_trace(rule, where),
     )
 
@@ -167,7 +167,7 @@ def _globs(patterns: list[str], *, ignore_case: bool) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE if ignore_case else 0)
 
 
-def _agent(rule: Located, where: str, base: Path) -> AgentSpec:
+def _agent(rule: Located, where: str, base: Path, *, injects: bool) -> AgentSpec:
     agent = rule.get("agent")
     values = agent.value if agent else {}
     kind = values["kind"].value if "kind" in values else "elastic"
@@ -175,7 +175,7 @@ def _agent(rule: Located, where: str, base: Path) -> AgentSpec:
     script_url, script_file = None, None
     if "script" in values:
         script_url, script_file = _script(values["script"], where, base)
-    elif kind == "elastic":
+    elif kind == "elastic" and injects:
         script_file = VENDORED_AGENT
         if not script_file.is_file():
             raise (agent or rule).error(
@@ -188,7 +188,7 @@ def _agent(rule: Located, where: str, base: Path) -> AgentSpec:
             key = "template" if "template" in values else "template_file"
             raise values[key].error(f"{where}.agent.{key}", "only for agent.kind: custom")
         service_name = config.get("serviceName")
-        if not isinstance(service_name, str) or not SERVICE_NAME.fullmatch(service_name):
+        if injects and not isinstance(service_name, str) or not SERVICE_NAME.fullmatch(service_name):
             target = values["config"] if "config" in values else (agent or rule)
             if "config" in values and "serviceName" in values["config"].value:
                 target = values["config"].value["serviceName"]

@@ -229,3 +229,8 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_parse_without_file_uses_placeholder_name():
     with pytest.raises(RulesError, match=r"^<rules>:1: version"):
         parse_rules("version: 3\nrules: []\n")
+
+
+@pytest.mark.parametrize("example", sorted((REPO_ROOT / "config" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_loads(example):
+    assert load_rules(example).rules
