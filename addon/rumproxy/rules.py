@@ -188,7 +188,7 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool) -> AgentSpec
             key = "template" if "template" in values else "template_file"
             raise values[key].error(f"{where}.agent.{key}", "only for agent.kind: custom")
         service_name = config.get("serviceName")
-        if injects and not isinstance(service_name, str) or not SERVICE_NAME.fullmatch(service_name):
+        if injects and (not isinstance(service_name, str) or not SERVICE_NAME.fullmatch(service_name)):
             target = values["config"] if "config" in values else (agent or rule)
             if "config" in values and "serviceName" in values["config"].value:
                 target = values["config"].value["serviceName"]
