@@ -14,15 +14,28 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import url
 
-from rumproxy import codecs, csp, decision, hosting, snippet, tracing
+from rumproxy import codecs, csp, decision, hosting, htmlscan, snippet, tracing
+from rumproxy.charset import detect_charset
 from rumproxy.reload import RulesWatcher
 from rumproxy.rewrite import inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
+from rumproxy.stream import InjectingStream, StreamOutcome
 
 logger = logging.getLogger(__name__)
 
 STREAM_MODES = ("auto", "always", "never")
+# Bodies up to this size are rewritten whole (see scripts/bench): larger or unsized ones stream.
+STREAM_ABOVE = 128 * 1024
+NO_POLICY = csp.CspAdjustment(policies=(), nonce=None, changed=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What goes into one response: the markup, and the page's policy adjusted to allow it."""
+
+    markup: str
+    csp: csp.CspAdjustment
 
 
 @dataclasses.dataclass
@@ -32,6 +45,7 @@ class FlowState:
     rule: Rule
     trace: PageTrace | None = None
     tracestate: str | None = None
+    plan: Plan | None = None
 
 
 class RumInject:
@@ -149,38 +163,98 @@ class RumInject:
 
     # --- response side ---
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        state = self.flows.pop(flow, None)
-        if state is None or flow.response is None or flow.response.raw_content is None:
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = self.flows.get(flow)
+        if state is None or flow.response is None:
             return
         try:
-            self._response(flow, state)
+            self._responseheaders(flow, state)
+        except Exception as e:  # noqa: BLE001 - fail open: headers are changed last
+            self.flows.pop(flow, None)
+            logger.error(f"{flow.request.pretty_url}: response left as received: {e!r}")
+            annotate(flow, f"rule {state.rule.name}: error, left as received: {e!r}")
+
+    def _responseheaders(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        response = flow.response
+        assert response is not None
+        skip = decision.response_skip_reason(flow, state.rule)
+        if skip is None:
+            state.plan = self._plan(flow, state)
+            if state.plan is None:
+                skip = "Content-Security-Policy would block the snippet and csp.adjust is false"
+        if skip is not None:
+            self.flows.pop(flow, None)
+            return self._skipped(flow, state, skip)
+        assert state.plan is not None
+        if not self._should_stream(flow, state.plan):
+            return  # the response hook rewrites the whole body
+        self.flows.pop(flow, None)
+        encoding = codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity"
+        stream = InjectingStream(
+            encoding=encoding,
+            snippet=state.plan.markup.encode("ascii"),
+            scanner=htmlscan.InsertionScanner(ctx.options.rum_scan_limit),
+            on_done=lambda outcome: self._streamed(flow, state, outcome),
+            label=flow.request.pretty_url,
+        )
+        # Headers go out before the body is seen: they describe the instrumented page. Should the
+        # stream pass the body through after all (an AMP page, say), they still fit it.
+        self._instrument_headers(response, state, state.plan.csp)
+        response.headers.pop("content-length", None)
+        if flow.request.http_version == "HTTP/1.1" and "chunked" not in response.headers.get("transfer-encoding", ""):
+            response.headers["transfer-encoding"] = "chunked"
+        response.stream = stream
+
+    def _should_stream(self, flow: http.HTTPFlow, plan: Plan) -> bool:
+        response = flow.response
+        assert response is not None
+        if response.stream:
+            return True  # mitmproxy streams it anyway (stream_large_bodies): stream it our way
+        mode = ctx.options.rum_stream
+        if mode == "never" or not plan.markup.isascii() or flow.request.http_version == "HTTP/1.0":
+            return False
+        if not detect_charset(response.headers.get("content-type"), b"").ascii_compatible:
+            return False  # UTF-16 and friends are transcoded in the buffered path
+        if mode == "always":
+            return True
+        length = response.headers.get("content-length")
+        return length is None or not length.isdigit() or int(length) > STREAM_ABOVE
+
+    def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
+        if outcome.injected:
+            self._record(flow, state, f"injected while streaming ({outcome.placement}, byte {outcome.offset})")
+        else:
+            self._skipped(flow, state, outcome.reason)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = self.flows.pop(flow, None)
+        if state is None or flow.response is None or state.plan is None:
+            return
+        if flow.response.raw_content is None:
+            # mitmproxy switched to streaming after responseheaders (stream_large_bodies)
+            return self._skipped(flow, state, "body was streamed by mitmproxy (stream_large_bodies)")
+        try:
+            self._response(flow, state, state.plan)
         except Exception as e:  # noqa: BLE001 - fail open: nothing was changed yet
             logger.error(f"{flow.request.pretty_url}: response left as received: {e!r}")
             annotate(flow, f"rule {state.rule.name}: error, left as received: {e!r}")
 
-    def _response(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _response(self, flow: http.HTTPFlow, state: FlowState, plan: Plan) -> None:
         response = flow.response
         assert response is not None and response.raw_content is not None
-        skip = decision.response_skip_reason(flow, state.rule)
-        if skip is not None:
-            return self._skipped(flow, state, skip)
-        encoding = codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity"
-        nonce_plan = self._csp(flow, state)
-        if nonce_plan is None:
-            return self._skipped(flow, state, "Content-Security-Policy would block the snippet and csp.adjust is false")
-        markup = self._markup(flow, state, nonce_plan.nonce)
+        if not response.raw_content:
+            return self._skipped(flow, state, "empty body")
         result = inject_buffered(
             response.raw_content,
-            encoding=encoding,
+            encoding=codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity",
             content_type=response.headers.get("content-type"),
-            snippet=markup,
+            snippet=plan.markup,
             limit=ctx.options.rum_scan_limit,
         )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
         # Nothing above changed the response; from here on only assignments that cannot fail.
-        self._instrument_headers(response, state, nonce_plan)
+        self._instrument_headers(response, state, plan.csp)
         response.raw_content = result.body
         if "transfer-encoding" not in response.headers:
             response.headers["content-length"] = str(len(result.body))
@@ -201,27 +275,35 @@ class RumInject:
         trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
 
-    def _markup(self, flow: http.HTTPFlow, state: FlowState, nonce: str | None) -> str:
+    def _plan(self, flow: http.HTTPFlow, state: FlowState) -> Plan | None:
+        """The markup and the adjusted CSP for this response; None if its CSP blocks the snippet
+        and the rule forbids changing it."""
         agent = state.rule.agent
         script_src = agent.script_url
         if agent.script_file is not None:
             script_src = self.script_paths.get(agent.script_file)
-        return snippet.render(agent, script_src=script_src, trace=state.trace, api_origins=state.rule.trace.api_origins, nonce=nonce)
+        policy = self._csp(flow, state, script_src or "")
+        if policy is None:
+            return None
+        markup = snippet.render(
+            agent, script_src=script_src, trace=state.trace, api_origins=state.rule.trace.api_origins, nonce=policy.nonce
+        )
+        return Plan(markup=markup, csp=policy)
 
-    def _csp(self, flow: http.HTTPFlow, state: FlowState) -> csp.CspAdjustment | None:
-        """The page's policies adjusted to let the snippet run; None if they block it and may not be changed."""
+    def _csp(self, flow: http.HTTPFlow, state: FlowState, script_src: str) -> csp.CspAdjustment | None:
         response = flow.response
         assert response is not None
         policies = response.headers.get_all("content-security-policy")
         if not policies:
-            return csp.CspAdjustment(policies=(), nonce=None, changed=False)
+            return NO_POLICY
         agent = state.rule.agent
         origin = page_origin(flow.request)
-        script_url = agent.script_url or ""
-        if agent.script_file is not None:
-            script_url = origin + self.script_paths.get(agent.script_file, hosting.PREFIX)
-        elif script_url.startswith("//"):
-            script_url = f"{flow.request.scheme}:{script_url}"
+        if script_src.startswith("//"):
+            script_url = f"{flow.request.scheme}:{script_src}"
+        elif script_src.startswith("/"):
+            script_url = origin + script_src
+        else:
+            script_url = script_src
         inline = snippet.init_script(snippet.agent_config(agent, state.trace, state.rule.trace.api_origins))
         adjustment = csp.adjust_policies(
             policies,

@@ -47,9 +47,11 @@ def rules_file(tmp_path_factory) -> Path:
     return write_rules(tmp_path_factory.mktemp("rules") / "rules.yaml")
 
 
-@pytest.fixture(scope="module")
-def proxy(upstream: Upstream, rules_file: Path) -> Iterator[Mitmdump]:
-    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules_file) as mitmdump:
+@pytest.fixture(scope="module", params=["never", "always"], ids=["buffered", "streaming"])
+def proxy(request, upstream: Upstream, rules_file: Path) -> Iterator[Mitmdump]:
+    """The addon in reverse mode, rewriting whole bodies or streaming them."""
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules_file, args=["--set", f"rum_stream={request.param}"]) as mitmdump:
+        mitmdump.stream_mode = request.param  # type: ignore[attr-defined]
         yield mitmdump
 
 

@@ -1,0 +1,307 @@
+"""HTTP content-codings, buffered and incremental.
+
+The proxy re-encodes every injected page on the hot path, so encoders always
+run at the fastest level: brotli at quality 11 costs about a second per MB.
+Decoders follow what browsers accept rather than the strictest reading of the
+RFCs (raw deflate, multi-member gzip, trailing bytes after a gzip/deflate end).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+import brotli
+import zstandard
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED = ("identity", "gzip", "deflate", "br", "zstd")
+_ALIASES = {name: name for name in SUPPORTED} | {"x-gzip": "gzip"}
+_CODEC_ERRORS = (zlib.error, brotli.error, zstandard.ZstdError)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class UnsupportedEncoding(Exception):
+    """The content-coding is unknown or stacked; the body must pass untouched."""
+
+
+def normalize_encoding(header_value: str | None) -> str | None:
+    """Map a Content-Encoding value to one of SUPPORTED, or None if unsupported.
+
+    A stacked value ("gzip, br") is unsupported: re-encoding several layers
+    would cost more than the injection is worth.
+    """
+    if header_value is None:
+        return "identity"
+    value = header_value.strip().lower()
+    if not value:
+        return "identity"
+    return _ALIASES.get(value)
+
+
+def _canonical(encoding: str) -> str:
+    name = normalize_encoding(encoding)
+    if name is None:
+        raise UnsupportedEncoding(encoding)
+    return name
+
+
+class Decoder:
+    """Incremental decoder; this base class is the identity coding."""
+
+    encoding = "identity"
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Decode the next piece of the body; may return b""."""
+        try:
+            return self._feed(chunk)
+        except _CODEC_ERRORS as e:
+            raise ValueError(f"corrupt {self.encoding} data: {e}") from e
+
+    def flush(self) -> bytes:
+        """End of body: return what is left, ValueError if the stream is cut short."""
+        try:
+            return self._flush()
+        except _CODEC_ERRORS as e:
+            raise ValueError(f"corrupt {self.encoding} data: {e}") from e
+
+    def _feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def _flush(self) -> bytes:
+        return b""
+
+    def _truncated(self) -> ValueError:
+        return ValueError(f"truncated {self.encoding} data")
+
+
+class _ZlibDecoder(Decoder):
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._obj = None
+        # Bytes that cannot go to a decompressobj yet: the first bytes while
+        # sniffing the deflate flavour, or the start of the next gzip member.
+        self._pending = b""
+        self._ignoring = False
+
+    def _feed(self, chunk: bytes) -> bytes:
+        if self._ignoring or not chunk:
+            return b""
+        data = self._pending + chunk if self._pending else chunk
+        self._pending = b""
+        out = []
+        while data:
+            if self._obj is None or self._obj.eof:
+                data = self._start_member(data)
+                if not data:
+                    break
+            out.append(self._obj.decompress(data))
+            data = self._obj.unused_data if self._obj.eof else b""
+        return b"".join(out)
+
+    def _start_member(self, data: bytes) -> bytes:
+        """Open a decompressobj for the member starting at data; return what to feed it."""
+        after_end = self._obj is not None
+        if after_end and self.encoding == "gzip":
+            data = data.lstrip(b"\0")  # servers pad gzip files with zeros
+        if len(data) < 2 and (after_end or self.encoding == "deflate"):
+            self._pending = data
+            return b""
+        if after_end and (self.encoding != "gzip" or not data.startswith(_GZIP_MAGIC)):
+            # Browsers and mitmproxy ignore junk after the end; so do we.
+            logger.debug("ignoring %d+ bytes after the end of the %s data", len(data), self.encoding)
+            self._ignoring = True
+            return b""
+        if self.encoding == "gzip":
+            self._obj = zlib.decompressobj(31)
+        else:
+            self._obj = zlib.decompressobj(15 if _is_zlib_header(data) else -15)
+        return data
+
+    def _flush(self) -> bytes:
+        if self._ignoring:
+            return b""
+        if self._obj is None:
+            if self._pending:
+                raise self._truncated()
+            return b""  # an empty body, as mitmproxy treats it
+        tail = self._obj.flush()
+        if not self._obj.eof:
+            raise self._truncated()
+        return tail
+
+
+def _is_zlib_header(data: bytes) -> bool:
+    # Browsers accept "deflate" with or without the zlib wrapper. Encoders put
+    # zero padding after a raw stored block header, so a raw stream essentially
+    # never passes this check (method 8, window <= 32K, FCHECK, no preset dict).
+    cmf, flg = data[0], data[1]
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0 and not flg & 0x20
+
+
+class _BrotliDecoder(Decoder):
+    encoding = "br"
+
+    def __init__(self) -> None:
+        self._obj = brotli.Decompressor()
+        self._seen = False
+
+    def _feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return b""
+        self._seen = True
+        return self._obj.process(chunk)
+
+    def _flush(self) -> bytes:
+        if self._seen and not self._obj.is_finished():
+            raise self._truncated()
+        return b""
+
+
+class _ZstdDecoder(Decoder):
+    encoding = "zstd"
+
+    def __init__(self) -> None:
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = None
+
+    def _feed(self, chunk: bytes) -> bytes:
+        # decompressobj stops at the end of a frame; a body may hold several.
+        data = chunk
+        out = []
+        while data:
+            if self._obj is None or self._obj.eof:
+                self._obj = self._dctx.decompressobj()
+            out.append(self._obj.decompress(data))
+            data = self._obj.unused_data if self._obj.eof else b""
+        return b"".join(out)
+
+    def _flush(self) -> bytes:
+        if self._obj is not None and not self._obj.eof:
+            raise self._truncated()
+        return b""
+
+
+class Encoder:
+    """Incremental encoder; this base class is the identity coding."""
+
+    encoding = "identity"
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Compress the next piece; may return b"" while the codec buffers."""
+        return self._wrap(self._feed, chunk)
+
+    def sync(self) -> bytes:
+        """Emit everything fed so far without ending the stream.
+
+        Lets a proxy keep the upstream's flush points, so a streamed page
+        still renders progressively.
+        """
+        return self._wrap(self._sync)
+
+    def flush(self) -> bytes:
+        """Finish the stream; the encoder must not be used afterwards."""
+        return self._wrap(self._flush)
+
+    def _wrap(self, method, *args: bytes) -> bytes:
+        try:
+            return method(*args)
+        except _CODEC_ERRORS as e:
+            raise ValueError(f"{self.encoding} encoder failed: {e}") from e
+
+    def _feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def _sync(self) -> bytes:
+        return b""
+
+    def _flush(self) -> bytes:
+        return b""
+
+
+class _ZlibEncoder(Encoder):
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # wbits 31 writes a gzip header with mtime 0: deterministic output.
+        wbits = 31 if encoding == "gzip" else 15
+        self._obj = zlib.compressobj(1, zlib.DEFLATED, wbits)
+
+    def _feed(self, chunk: bytes) -> bytes:
+        return self._obj.compress(chunk)
+
+    def _sync(self) -> bytes:
+        return self._obj.flush(zlib.Z_SYNC_FLUSH)
+
+    def _flush(self) -> bytes:
+        return self._obj.flush(zlib.Z_FINISH)
+
+
+class _BrotliEncoder(Encoder):
+    encoding = "br"
+
+    def __init__(self) -> None:
+        self._obj = brotli.Compressor(quality=1)
+
+    def _feed(self, chunk: bytes) -> bytes:
+        return self._obj.process(chunk) if chunk else b""
+
+    def _sync(self) -> bytes:
+        return self._obj.flush()
+
+    def _flush(self) -> bytes:
+        return self._obj.finish()
+
+
+class _ZstdEncoder(Encoder):
+    encoding = "zstd"
+
+    def __init__(self) -> None:
+        self._obj = zstandard.ZstdCompressor(level=1).compressobj()
+
+    def _feed(self, chunk: bytes) -> bytes:
+        return self._obj.compress(chunk)
+
+    def _sync(self) -> bytes:
+        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+    def _flush(self) -> bytes:
+        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
+
+
+def decoder(encoding: str) -> Decoder:
+    name = _canonical(encoding)
+    if name in ("gzip", "deflate"):
+        return _ZlibDecoder(name)
+    if name == "br":
+        return _BrotliDecoder()
+    if name == "zstd":
+        return _ZstdDecoder()
+    return Decoder()
+
+
+def encoder(encoding: str) -> Encoder:
+    name = _canonical(encoding)
+    if name in ("gzip", "deflate"):
+        return _ZlibEncoder(name)
+    if name == "br":
+        return _BrotliEncoder()
+    if name == "zstd":
+        return _ZstdEncoder()
+    return Encoder()
+
+
+def decode(data: bytes, encoding: str) -> bytes:
+    """Decode a whole body; ValueError if it is corrupt or truncated."""
+    d = decoder(encoding)
+    return d.feed(data) + d.flush()
+
+
+def encode(data: bytes, encoding: str) -> bytes:
+    """Encode a whole body at the fastest level."""
+    name = _canonical(encoding)
+    if name == "zstd":
+        # The one-shot API records the content size in the frame header.
+        return zstandard.ZstdCompressor(level=1).compress(data)
+    e = encoder(name)
+    return e.feed(data) + e.flush()

@@ -1,0 +1,217 @@
+"""Streaming injection: the callable behind mitmproxy's `flow.response.stream`.
+
+mitmproxy hands over raw body chunks (content-encoding still applied) at
+arbitrary boundaries and a final b"". The stream holds the start of the body
+back until the scanner has found the insertion point, then sends the start
+with the snippet and passes the rest on with as little work as possible.
+Whatever goes wrong, the client gets a well-formed body: before the decision
+the original bytes, after it our re-encoded stream followed by the raw rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rumproxy import codecs
+from rumproxy.htmlscan import loads_agent
+
+if TYPE_CHECKING:
+    from rumproxy.htmlscan import Insertion, InsertionScanner
+
+logger = logging.getLogger(__name__)
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamOutcome:
+    injected: bool
+    offset: int | None  # decoded-byte offset where the snippet went
+    placement: str | None
+    reason: str
+
+
+class _State(enum.Enum):
+    SCANNING = "scanning"  # holding the body back until the scanner decides
+    INJECTED = "injected"  # snippet sent; re-encoding (or forwarding) the rest
+    RAW = "raw"  # forwarding the upstream bytes untouched
+    ENDED = "ended"
+
+
+class InjectingStream:
+    """Insert `snippet` into a streamed body at the point `scanner` picks.
+
+    `snippet` must already be in the page's charset. `label` (e.g. the URL)
+    prefixes log lines. While holding data back a call returns an empty
+    `bytearray` rather than b"": mitmproxy sends a non-bytes return value as
+    a sequence of chunks (so nothing at all), whereas b"" would go out as a
+    zero-length HTTP/1.1 chunk, which ends a chunked body early.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoding: str,
+        snippet: bytes,
+        scanner: InsertionScanner,
+        on_done: Callable[[StreamOutcome], None] | None = None,
+        label: str = "",
+    ) -> None:
+        name = codecs.normalize_encoding(encoding)
+        if name is None:
+            raise codecs.UnsupportedEncoding(encoding)
+        self._encoding = name
+        self._identity = name == "identity"
+        self._decoder = codecs.decoder(name)
+        self._encoder: codecs.Encoder | None = None
+        self._snippet = snippet
+        self._scanner = scanner
+        self._on_done = on_done
+        self._label = label or "response"
+        # Raw chunks are kept until the decision so every non-injecting path
+        # can send the body byte for byte as received.
+        self._raw: list[bytes] = []
+        self._raw_size = 0
+        # Decoded copy of the held bytes; identity bodies use `_raw` instead.
+        self._decoded = bytearray()
+        self._start = bytearray()  # the first two decoded bytes, to spot a UTF-16 BOM
+        self._state = _State.SCANNING
+        self.outcome: StreamOutcome | None = None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held back right now (raw and decoded)."""
+        return self._raw_size + len(self._decoded)
+
+    def __call__(self, chunk: bytes) -> bytes:
+        end = not chunk
+        state = self._state
+        if state is _State.SCANNING:
+            out = self._scan(chunk, end)
+        elif state is _State.INJECTED:
+            out = chunk if self._identity else self._reencode(chunk, end)
+        elif state is _State.RAW:
+            out = chunk
+        else:
+            if chunk:
+                logger.warning("%s: %d body bytes after the end of the body, passed through", self._label, len(chunk))
+            out = chunk
+        if end:
+            self._state = _State.ENDED
+            return out
+        return out if out else bytearray()
+
+    # --- before the decision -------------------------------------------------
+
+    def _scan(self, chunk: bytes, end: bool) -> bytes:
+        if chunk:
+            self._raw.append(chunk)
+            self._raw_size += len(chunk)
+        try:
+            decoded = self._decoder.flush() if end else self._decoder.feed(chunk)
+        except ValueError as e:
+            return self._pass_raw(f"decode error: {e}", warn=True)
+        try:
+            if not self._identity:
+                self._decoded += decoded
+            if len(self._start) < 2 and decoded:
+                self._start += decoded[: 2 - len(self._start)]
+                if bytes(self._start) in UTF16_BOMS:
+                    # Tags are two bytes a character there: the ASCII tokenizer must not cut into them.
+                    return self._pass_raw("UTF-16 page: only ASCII-compatible pages are injected while streaming")
+            insertion = self._scanner.feed(decoded) if decoded else None
+            if self._scanner.facts.amp:
+                return self._pass_raw("amp page")
+            if insertion is None:
+                if self._scanner.exhausted:
+                    scanned = self._raw_size if self._identity else len(self._decoded)
+                    return self._pass_raw(f"scan limit reached: no insertion point in the first {scanned} bytes")
+                if not end:
+                    return b""
+                if not (self._raw_size if self._identity else self._decoded):
+                    # Also covers HEAD-like responses: a snippet would invent a body.
+                    return self._pass_raw("empty body")
+                insertion = self._scanner.finish()
+            return self._inject(insertion, end)
+        except Exception as e:  # fail open: a scanner bug must not break the page
+            return self._pass_raw(f"injection failed: {e!r}", warn=True)
+
+    def _inject(self, insertion: Insertion, end: bool) -> bytes:
+        if self._identity:
+            document = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
+        else:
+            document = bytes(self._decoded)
+        if self._scanner.facts.amp:
+            return self._pass_raw("amp page")
+        if loads_agent(document):
+            return self._pass_raw("page loads the agent already")
+        offset = insertion.offset
+        if not 0 <= offset <= len(document):
+            raise ValueError(f"insertion offset {offset} outside the {len(document)} bytes seen")
+        view = memoryview(document)
+        pieces = (view[:offset], self._snippet, view[offset:])
+        if self._identity:
+            out = b"".join(pieces)
+        else:
+            encoder = codecs.encoder(self._encoding)
+            out = b"".join([*(encoder.feed(p) for p in pieces), encoder.flush() if end else encoder.sync()])
+            self._encoder = encoder
+        self._state = _State.INJECTED
+        self._release()
+        self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
+        return out
+
+    def _pass_raw(self, reason: str, *, warn: bool = False) -> bytes:
+        out = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
+        if warn:
+            logger.warning("%s: %s; body passed through unchanged", self._label, reason)
+        self._state = _State.RAW
+        self._release()
+        self._report(StreamOutcome(False, None, None, reason))
+        return out
+
+    def _release(self) -> None:
+        if self._state is not _State.INJECTED:
+            self._decoder = codecs.Decoder()  # a brotli window can be megabytes
+        self._raw = []
+        self._raw_size = 0
+        self._decoded = bytearray()
+
+    def _report(self, outcome: StreamOutcome) -> None:
+        self.outcome = outcome
+        logger.debug("%s: %s", self._label, outcome.reason)
+        if self._on_done is None:
+            return
+        try:
+            self._on_done(outcome)
+        except Exception as e:  # the callback's bug must not cut the body off
+            logger.error("%s: on_done callback failed: %r", self._label, e)
+
+    # --- after the decision, encoded bodies --------------------------------
+
+    def _reencode(self, chunk: bytes, end: bool) -> bytes:
+        try:
+            assert self._encoder is not None
+            if end:
+                return self._encoder.feed(self._decoder.flush()) + self._encoder.flush()
+            decoded = self._decoder.feed(chunk)
+            if not decoded:
+                return b""
+            # Keep the upstream's flush points so the page renders progressively.
+            return self._encoder.feed(decoded) + self._encoder.sync()
+        except Exception as e:
+            # Close our stream cleanly and send the rest as received: clients
+            # then see a complete page prefix instead of a broken encoding.
+            logger.warning("%s: %s after the injection; rest of the body passed through", self._label, e)
+            self._state = _State.RAW
+            try:
+                tail = self._encoder.flush()
+            except Exception:
+                tail = b""
+            self._encoder = None
+            self._release()
+            return tail + chunk
