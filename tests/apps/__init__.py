@@ -1,0 +1,1 @@
+"""Real upstream servers that the integration and browser tests put behind mitmdump."""

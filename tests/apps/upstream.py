@@ -1,0 +1,299 @@
+"""A configurable upstream for the integration tests: every response property the
+proxy must cope with (charset, compression, framing, status, headers) is a query knob,
+and the headers the proxy sent upstream are recorded so tests can check them.
+
+    python -m tests.apps.upstream --port 0 [--apm-server-url URL] [--service-name NAME]
+
+GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
+                        ?ctype=…       Content-Type; default text/html; charset=utf-8, except
+                                       the non-UTF-8 bodies (BODY_CONTENT_TYPES); empty: none
+                        ?encoding=…    gzip | deflate | br | zstd | identity | "gzip, br" (stacked,
+                                       applied left to right, as Content-Encoding lists them)
+                        ?status=404    ?h=Name: value (repeatable)
+                        ?chunked=1     no Content-Length, chunked framing; ?chunksize=N (bytes,
+                                       default 1024) and ?delay=SECONDS between chunks
+GET /echo-headers       {lowercased name: [values…]} of the request as received
+GET /__last-request-headers   [[name, value], …] of the last request (any path, not /__*)
+GET /__last-request     {"method", "path", "query", "headers"} of that request
+GET /__requests         the last 100 such requests; DELETE /__requests forgets them
+GET /api/items          JSON; ?cors=1 adds CORS headers; OPTIONS is always a CORS preflight
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import codecs
+import collections
+import gzip
+import signal
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import brotli
+import zstandard
+from flask import Flask, Response, abort, jsonify, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+BASIC = (
+    '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    "<title>basic</title>\n</head>\n<body>\n<h1>basic</h1>\n<p>A small valid page.</p>\n"
+    "</body>\n</html>\n"
+)
+LATIN1 = (
+    '<!doctype html>\n<html lang="fr">\n<head>\n<meta charset="iso-8859-1">\n'
+    "<title>Café crème</title>\n</head>\n<body>\n<p>Crème brûlée, façade, naïve, £ ± ½ ÿ</p>\n"
+    "</body>\n</html>\n"
+)
+SJIS = (
+    '<!doctype html>\n<html lang="ja">\n<head>\n<meta charset="shift_jis">\n'
+    "<title>日本語のページ</title>\n</head>\n<body>\n<p>こんにちは、世界。表示と予約</p>\n"
+    "</body>\n</html>\n"
+)
+
+
+def _big(size: int = 2 * 1024 * 1024) -> bytes:
+    head = BASIC.split("<body>")[0].replace("<title>basic", "<title>big") + "<body>\n"
+    line = "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 4 + "</p>\n"
+    filler = line * (size // len(line) + 1)
+    return (head + filler + "</body>\n</html>\n").encode()
+
+
+BODIES: dict[str, bytes] = {
+    "basic": BASIC.encode(),
+    "nohead": b"<!doctype html>\n<html>\n<body>\n<p>No head element.</p>\n</body>\n</html>\n",
+    "nohtml": b"<p>A fragment: no doctype, html, head or body.</p>\n",
+    "upper": (
+        b'<!DOCTYPE HTML>\n<HTML LANG="EN">\n<HEAD>\n<META CHARSET="UTF-8">\n'
+        b"<TITLE>upper</TITLE>\n</HEAD>\n<BODY>\n<P>Upper-case tags.</P>\n</BODY>\n</HTML>\n"
+    ),
+    "comment": (
+        b'<!doctype html>\n<!-- <head><script>not here</script></head> -->\n<html lang="en">\n'
+        b'<head>\n<meta charset="utf-8">\n<title>comment</title>\n</head>\n'
+        b'<body>\n<script>var s = "</head><body>";</script>\n<p>Decoys.</p>\n</body>\n</html>\n'
+    ),
+    "amp": (
+        '<!doctype html>\n<html ⚡ lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<script async src="https://cdn.ampproject.org/v0.js"></script>\n<title>amp</title>\n'
+        '<link rel="canonical" href="/page?body=basic">\n'
+        '<meta name="viewport" content="width=device-width">\n'
+        "<style amp-boilerplate>body{visibility:hidden}</style>\n</head>\n"
+        "<body>\n<h1>AMP page</h1>\n</body>\n</html>\n"
+    ).encode(),
+    "withagent": (
+        b'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        b"<title>withagent</title>\n"
+        b'<script src="/static/elastic-apm-rum.umd.min.js" crossorigin></script>\n'
+        b'<script>elasticApm.init({serviceName: "own-agent", serverUrl: "http://localhost:8200"})'
+        b"</script>\n</head>\n<body>\n<p>Loads its own agent.</p>\n</body>\n</html>\n"
+    ),
+    "metacsp": (
+        b'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        b"<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\">\n"
+        b"<title>metacsp</title>\n</head>\n<body>\n<p>CSP in a meta tag.</p>\n</body>\n</html>\n"
+    ),
+    "big": _big(),
+    "latin1": LATIN1.encode("iso-8859-1"),
+    "sjis": SJIS.encode("shift_jis"),
+    "utf8bom": codecs.BOM_UTF8 + BASIC.replace("basic", "utf8bom").encode(),
+    "utf16": codecs.BOM_UTF16_LE + BASIC.replace("utf-8", "utf-16").encode("utf-16-le"),
+    "empty": b"",
+}
+# A charset=utf-8 header would contradict these bodies; the browser and the proxy
+# must find their charset in the BOM or the meta tag.
+BODY_CONTENT_TYPES = {"latin1": "text/html", "sjis": "text/html", "utf16": "text/html"}
+DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
+
+ENCODERS = {
+    "gzip": lambda data: gzip.compress(data, mtime=0),  # mtime=0: identical bytes on every call
+    "x-gzip": lambda data: gzip.compress(data, mtime=0),
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
+    "identity": lambda data: data,
+}
+
+ITEMS = [
+    {"id": 1, "name": "Trail Runner 2", "price": 89.0},
+    {"id": 2, "name": "Canvas Daypack", "price": 54.0},
+    {"id": 3, "name": "Merino Beanie", "price": 24.0},
+]
+CORS_ALLOW_HEADERS = "traceparent, tracestate, content-type"
+
+app = Flask(__name__)
+_lock = threading.Lock()
+_requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+
+
+class RawHeadersRequestHandler(WSGIRequestHandler):
+    # WSGI folds repeated headers into one comma-joined value; tests that check the
+    # proxy did not add a second traceparent need the headers as they came on the wire.
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ["upstream.raw_headers"] = [[k, v] for k, v in self.headers.items()]
+        return environ
+
+
+def _raw_headers() -> list[list[str]]:
+    raw = request.environ.get("upstream.raw_headers")
+    return raw if raw is not None else [[k, v] for k, v in request.headers.items()]
+
+
+@app.before_request
+def _record() -> None:
+    if request.path.startswith("/__"):
+        return
+    entry = {
+        "method": request.method,
+        "path": request.path,
+        "query": request.query_string.decode("latin-1"),
+        "headers": _raw_headers(),
+    }
+    with _lock:
+        _requests.append(entry)
+
+
+@app.get("/__last-request")
+def last_request() -> Response:
+    with _lock:
+        return jsonify(_requests[-1] if _requests else None)
+
+
+@app.get("/__last-request-headers")
+def last_request_headers() -> Response:
+    with _lock:
+        return jsonify(_requests[-1]["headers"] if _requests else [])
+
+
+@app.route("/__requests", methods=["GET", "DELETE"])
+def all_requests() -> Response:
+    with _lock:
+        if request.method == "DELETE":
+            _requests.clear()
+        return jsonify(list(_requests))
+
+
+@app.get("/echo-headers")
+def echo_headers() -> Response:
+    headers: dict[str, list[str]] = {}
+    for name, value in _raw_headers():
+        headers.setdefault(name.lower(), []).append(value)
+    return jsonify(headers)
+
+
+def _encode(body: bytes, encoding: str) -> bytes:
+    for coding in (c.strip().lower() for c in encoding.split(",")):
+        if coding not in ENCODERS:
+            abort(400, f"unknown encoding {coding!r}")
+        body = ENCODERS[coding](body)
+    return body
+
+
+def _b64decode(text: str) -> bytes:
+    # Accept standard and URL-safe alphabets, missing padding, and a "+" that an
+    # unencoded query string turned into a space.
+    text = text.replace(" ", "+").replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def _chunks(body: bytes, size: int, delay: float) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        if start and delay:
+            time.sleep(delay)
+        yield body[start : start + size]
+
+
+@app.route("/page", methods=["GET", "POST"])
+def page() -> Response:
+    args = request.args
+    name = args.get("body", "basic")
+    if "b64" in args:
+        body = _b64decode(args["b64"])
+    elif name in BODIES:
+        body = BODIES[name]
+    else:
+        abort(400, f"unknown body {name!r}; known: {', '.join(BODIES)}")
+    if "encoding" in args:
+        body = _encode(body, args["encoding"])
+    if args.get("chunked") == "1":
+        size = max(1, int(args.get("chunksize", 1024)))
+        response = Response(_chunks(body, size, float(args.get("delay", 0))))
+    else:
+        response = Response(body)
+    response.status_code = int(args.get("status", 200))
+    ctype = args.get("ctype", BODY_CONTENT_TYPES.get(name, DEFAULT_CONTENT_TYPE))
+    if ctype:
+        response.headers["Content-Type"] = ctype
+    else:
+        del response.headers["Content-Type"]
+    if "encoding" in args:
+        response.headers["Content-Encoding"] = args["encoding"]
+    for header in args.getlist("h"):
+        key, sep, value = header.partition(":")
+        if not sep or not key.strip():
+            abort(400, f"h={header!r}: expected 'Name: value'")
+        response.headers.add(key.strip(), value.strip())
+    return response
+
+
+@app.route("/api/items", methods=["GET", "OPTIONS"], provide_automatic_options=False)
+def api_items() -> Response:
+    if request.method == "OPTIONS":
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = jsonify(ITEMS)
+        if request.args.get("cors") != "1":
+            return response
+    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+def configure_apm(server_url: str | None, service_name: str) -> None:
+    from elasticapm.contrib.flask import ElasticAPM
+
+    app.config["ELASTIC_APM"] = {
+        "SERVICE_NAME": service_name,
+        "SERVER_URL": server_url or "http://127.0.0.1:8200",
+        "ENABLED": server_url is not None,
+        "CENTRAL_CONFIG": False,
+        "CLOUD_PROVIDER": "none",
+        "METRICS_INTERVAL": "0ms",
+        "API_REQUEST_TIME": "200ms",
+        "TRANSACTION_SAMPLE_RATE": 1.0,
+        "CAPTURE_HEADERS": True,
+    }
+    ElasticAPM(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.apps.upstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--apm-server-url", help="report to this APM server; without it the agent is off")
+    parser.add_argument("--service-name", default="upstream")
+    options = parser.parse_args(argv)
+    configure_apm(options.apm_server_url, options.service_name)
+    server = make_server(options.host, options.port, app, threaded=True,
+                         request_handler=RawHeadersRequestHandler)
+    # SIGTERM → SystemExit, so atexit handlers (elastic-apm's final flush) still run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"upstream: listening at http://{options.host}:{server.server_port}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
