@@ -117,6 +117,25 @@ def adjust_meta_policy(
     return CspAdjustment((new,), nonce, new != content)
 
 
+def allow_connect(policy: str, *, page_origin: str, connect_url: str) -> str:
+    """`policy` with the intake's origin added to its connect directive if it does not allow
+    `connect_url` yet. For a ``<meta>`` policy the snippet precedes: only the beacons, sent
+    later, are subject to it."""
+    directives = _parse(policy)
+    beacons = _effective(directives, ("connect-src", "default-src"))
+    origin = _parse_url(page_origin, page_origin)
+    connect = _parse_url(connect_url, page_origin)
+    if beacons is None or _url_allowed(beacons.tokens, connect, origin):
+        return policy
+    edits: list[tuple[int, int, str]] = []
+    added: list[str] = []
+    _extend(beacons, connect.source, "connect-src", edits, added)
+    if added:
+        end = len(policy.rstrip(_WHITESPACE))
+        edits.append((end, end, f" {added[0]};" if policy[:end].endswith(";") else f"; {added[0]}"))
+    return _apply(policy, edits)
+
+
 def _adjust(
     policies: list[str], page_origin: str, script_url: str, inline_script: str,
     connect_url: str | None, new_nonce: str, tag_nonce: str | None,

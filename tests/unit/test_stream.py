@@ -65,8 +65,8 @@ def make(encoding: str = "identity", limit: int = 64 * 1024, **kwargs) -> tuple[
 
 def buffered(document: bytes, limit: int) -> htmlscan.Insertion | None:
     """The whole-body answer: where the snippet goes, or None to leave the page alone."""
-    if not document:
-        return None
+    if not document or document[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return None  # empty, or UTF-16: the stream passes it through (the buffered path transcodes)
     insertion, facts = htmlscan.find_insertion_point(document, limit)
     scanner = htmlscan.InsertionScanner(limit)
     if scanner.feed(document) is None and scanner.exhausted:
@@ -328,3 +328,12 @@ def test_bytes_after_the_end_are_passed_on(caplog):
         rest = stream(b"<body>late</body>")
     assert first + rest == b"<html lang=en>" + SNIPPET + b"<body>late</body>"
     assert "after the end" in caplog.text
+
+
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"])
+def test_utf16_pages_pass_through_untouched(bom):
+    page = bom + "<html><head><title>x</title></head></html>".encode("utf-16-le" if bom == b"\xff\xfe" else "utf-16-be")
+    stream, outcomes = make("identity", 1024)
+    output = b"".join(send(stream, page[:1])) + b"".join(send(stream, page[1:])) + b"".join(send(stream, b""))
+    assert output == page
+    assert not outcomes[0].injected and "UTF-16" in outcomes[0].reason
