@@ -1,0 +1,259 @@
+"""The WHATWG HTML tokenizer, simplified, on bytes: the regexes charset's meta
+prescan shares, and the incremental Tokenizer that htmlscan builds its rules on.
+
+Everything works on bytes of an ASCII-compatible encoding: tag syntax is ASCII,
+so multi-byte characters of Shift_JIS, EUC-JP, GB18030 … never look like it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+# HTML's whitespace is exactly these five; \v is not one, so `\s` would be wrong.
+_WS = rb"\t\n\f\r "
+
+# A tag name runs until whitespace, "/" or ">" (so `<div<p>` is one name).
+TAG_NAME = re.compile(rb"[A-Za-z][^" + _WS + rb"/>]*+")
+# What may end a tag name; a pending name can only complete once one arrives.
+NAME_END = re.compile(rb"[" + _WS + rb"/>]")
+GT = re.compile(rb">")
+# Only these "<" can open markup ("a < b" is text); one at the buffer's end may yet.
+_MARKUP_OPEN = re.compile(rb"<(?:[A-Za-z/!?]|\Z)")
+
+# One attribute as the tokenizer's attribute states read it. A name may start
+# with "=" and holds quotes and "<" literally; a quote only opens a value right
+# after "=". Once "=" is seen the value is mandatory (the lookahead), so an
+# unterminated quoted value fails the match instead of being re-read as names:
+# that failure is what "the tag is not complete yet" looks like.
+_ATTR = (
+    rb"((?:=|[^" + _WS + rb"/>=])[^" + _WS + rb"/>=]*+)"
+    rb"(?:[" + _WS + rb"]*+=[" + _WS + rb"]*+"
+    rb"(\"[^\"]*+\"|'[^']*+'|[^" + _WS + rb">\"'][^" + _WS + rb">]*+|(?=>))"
+    rb"|(?![" + _WS + rb"]*+=))"
+)
+# The rest of a tag after its name, through the closing ">". Possessive
+# throughout: an incomplete tag fails in linear time instead of backtracking.
+TAG_REST = re.compile(rb"(?:[" + _WS + rb"/]++|" + _ATTR + rb")*+>")
+_ATTR_AT = re.compile(rb"[" + _WS + rb"/]*+" + _ATTR)
+
+# `--!>` ends a comment too; both ends are at most 4 bytes, so 3 bytes of tail
+# are enough to carry a partial end across chunks.
+COMMENT_END = re.compile(rb"--!?>")
+COMMENT_END_KEEP = 3
+
+
+def attributes(rest: bytes | bytearray) -> dict[bytes, bytes]:
+    """Attributes of a complete tag, given the bytes after its name (TAG_REST matched).
+
+    Names are ASCII-lowercased, values unquoted, and the first of duplicate
+    names wins, as in the tokenizer.
+    """
+    found: dict[bytes, bytes] = {}
+    pos = 0
+    while (m := _ATTR_AT.match(rest, pos)) is not None:
+        name = bytes(m.group(1)).lower()
+        value = m.group(2)
+        if value is None:
+            value = b""
+        elif value[:1] in (b'"', b"'"):
+            value = value[1:-1]
+        found.setdefault(name, bytes(value))
+        pos = m.end()
+    return found
+
+
+@functools.lru_cache(maxsize=32)
+def raw_text_end(name: bytes) -> re.Pattern[bytes]:
+    """The "appropriate end tag" that closes raw text: `</name` plus a delimiter, any case."""
+    return re.compile(rb"</" + re.escape(name) + rb"[" + _WS + rb"/>]", re.IGNORECASE)
+
+
+RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes"})
+
+_DATA, _COMMENT, _BOGUS, _RAW = range(4)
+_SLASH, _BANG, _QUESTION, _GT, _DASH = 0x2F, 0x21, 0x3F, 0x3E, 0x2D
+_WAIT = -1  # a token handler's answer: the token is not complete in the buffer yet
+_STOP = -2  # a token handler's answer: a hook asked to stop
+
+
+class Tokenizer:
+    """Walks the bytes fed so far, keeps only the unfinished tail, and reports
+    tags to the hooks below (a subclass overrides them). Offsets are absolute."""
+
+    def __init__(self) -> None:
+        # _buf[0] is at document offset _base; scanning resumes at _buf[_pos].
+        self._buf = bytearray()
+        self._base = 0
+        self._pos = 0
+        self._state = _DATA
+        self._raw_end: re.Pattern[bytes] | None = None
+        self._raw_keep = 0
+        self._doctype = False
+        # A pending tag is re-examined only once a byte that could complete it
+        # has arrived, so a huge tag fed in tiny chunks stays linear.
+        self._wait_for: re.Pattern[bytes] | None = None
+        self._wait_from = 0
+
+    def _on_start_name(self, name: bytes, offset: int) -> bool:
+        """A start tag's lowercased name is complete; True stops the scan for good."""
+        return False
+
+    def _on_start_tag(self, name: bytes, rest: bytes, end: int) -> None:
+        """A whole start tag was read; `rest` is what follows the name, `end` the offset after ">"."""
+
+    def _on_end_name(self, name: bytes) -> bool:
+        """An end tag's lowercased name is complete; True stops the scan for good."""
+        return False
+
+    def _on_end_tag(self, name: bytes) -> None:
+        """A whole end tag was read."""
+
+    def _on_doctype(self, end: int) -> None:
+        """A doctype ends just before offset `end`."""
+
+    def _tokenize(self, chunk: bytes) -> bool:
+        """Scan `chunk` after what came before it; True once a hook asked to stop."""
+        self._buf += chunk
+        if self._scan():
+            self._buf = bytearray()
+            return True
+        del self._buf[: self._pos]
+        self._base += self._pos
+        self._pos = 0
+        return False
+
+    def _wait(self, needed: re.Pattern[bytes]) -> int:
+        self._wait_for = needed
+        self._wait_from = self._base + len(self._buf)
+        return _WAIT
+
+    def _scan(self) -> bool:
+        buf = self._buf
+        n = len(buf)
+        if self._wait_for is not None:
+            if self._wait_for.search(buf, self._wait_from - self._base) is None:
+                self._wait_from = self._base + n
+                return False
+            self._wait_for = None
+        pos = self._pos
+        while True:
+            state = self._state
+            if state == _DATA:
+                opening = _MARKUP_OPEN.search(buf, pos)
+                if opening is None:
+                    pos = n
+                    break
+                lt = opening.start()
+                if lt + 1 >= n:
+                    pos = lt
+                    break
+                after = buf[lt + 1]
+                if after == _SLASH:
+                    step = self._end_tag(buf, lt)
+                elif after == _BANG:
+                    step = self._markup_declaration(buf, lt)
+                elif after == _QUESTION:
+                    self._state, self._doctype = _BOGUS, False
+                    step = lt + 2
+                else:
+                    step = self._start_tag(buf, lt)
+                if step == _STOP:
+                    return True
+                if step == _WAIT:
+                    pos = lt
+                    break
+                pos = step
+            elif state == _COMMENT:
+                m = COMMENT_END.search(buf, pos)
+                if m is None:
+                    pos = max(pos, n - COMMENT_END_KEEP)
+                    break
+                pos, self._state = m.end(), _DATA
+            elif state == _BOGUS:
+                gt = buf.find(b">", pos)
+                if gt < 0:
+                    pos = n
+                    break
+                if self._doctype:
+                    self._on_doctype(self._base + gt + 1)
+                pos, self._state = gt + 1, _DATA
+            else:
+                assert self._raw_end is not None
+                m = self._raw_end.search(buf, pos)
+                if m is None:
+                    pos = max(pos, n - self._raw_keep)
+                    break
+                # The end tag's own attributes are skipped like any tag's.
+                rest = TAG_REST.match(buf, m.end() - 1)
+                if rest is None:
+                    self._wait(GT)
+                    pos = m.start()
+                    break
+                pos, self._state = rest.end(), _DATA
+        self._pos = pos
+        return False
+
+    def _start_tag(self, buf: bytearray, lt: int) -> int:
+        name_match = TAG_NAME.match(buf, lt + 1)
+        if name_match is None:
+            return lt + 1  # "<" plus a non-letter is text
+        if name_match.end() == len(buf):
+            return self._wait(NAME_END)
+        name = bytes(name_match.group()).lower()
+        if self._on_start_name(name, self._base + lt):
+            return _STOP
+        rest = TAG_REST.match(buf, name_match.end())
+        if rest is None:
+            return self._wait(GT)
+        end = rest.end()
+        self._on_start_tag(name, bytes(buf[name_match.end() : end]), self._base + end)
+        if name in RAW_TEXT:
+            self._state = _RAW
+            self._raw_end = raw_text_end(name)
+            self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
+        return end
+
+    def _end_tag(self, buf: bytearray, lt: int) -> int:
+        if lt + 2 >= len(buf):
+            return _WAIT
+        name_match = TAG_NAME.match(buf, lt + 2)
+        if name_match is None:
+            if buf[lt + 2] == _GT:
+                return lt + 3  # "</>" is dropped
+            self._state, self._doctype = _BOGUS, False
+            return lt + 2
+        if name_match.end() == len(buf):
+            return self._wait(NAME_END)
+        name = bytes(name_match.group()).lower()
+        if self._on_end_name(name):
+            return _STOP
+        rest = TAG_REST.match(buf, name_match.end())
+        if rest is None:
+            return self._wait(GT)
+        self._on_end_tag(name)
+        return rest.end()
+
+    def _markup_declaration(self, buf: bytearray, lt: int) -> int:
+        n = len(buf)
+        dashes = buf[lt + 2 : lt + 4]
+        if dashes == b"--":
+            if lt + 4 >= n:
+                return _WAIT
+            if buf[lt + 4] == _GT:
+                return lt + 5  # "<!-->"
+            if buf[lt + 4] == _DASH:
+                if lt + 5 >= n:
+                    return _WAIT
+                if buf[lt + 5] == _GT:
+                    return lt + 6  # "<!--->"
+            self._state = _COMMENT
+            return lt + 4
+        if len(dashes) < 2 and b"--".startswith(dashes):
+            return _WAIT
+        word = bytes(buf[lt : lt + 9]).lower()
+        if len(word) < 9 and b"<!doctype".startswith(word):
+            return _WAIT
+        # Doctypes, CDATA, `<![if !IE]>` and other `<!…>` all end at the first ">".
+        self._state, self._doctype = _BOGUS, word == b"<!doctype"
+        return lt + 2

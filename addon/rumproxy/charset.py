@@ -1,0 +1,201 @@
+"""Which charset a page uses: WHATWG encoding sniffing, simplified.
+
+Order, as in browsers: a byte order mark (UTF-8, UTF-16 LE/BE) wins; then the
+`charset=` parameter of the Content-Type header; then a meta prescan of the
+first 1024 bytes (`<meta charset>` or `<meta http-equiv=Content-Type
+content="…charset=…">`, comments skipped); else windows-1252. The first
+declaration found wins even when its label is unknown (codec None): a page
+whose charset cannot be named is better left alone than guessed.
+
+Labels go through the WHATWG quirks a browser applies (latin1 and ascii mean
+windows-1252, gb2312 means GB18030, "utf-16" in a meta means UTF-8 …) before
+Python's codec registry is asked.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import re
+from dataclasses import dataclass
+
+from . import _htmltokens as tok
+
+__all__ = ["Charset", "detect_charset"]
+
+
+@dataclass(frozen=True)
+class Charset:
+    codec: str | None  # Python codec name, None if the label is unknown
+    label: str  # the label as found (lowercased, stripped)
+    source: str  # "bom" | "header" | "meta" | "default"
+    bom: bytes  # the BOM bytes at the start of the body, b"" if none
+    ascii_compatible: bool  # tag syntax and an ASCII snippet are the same bytes in it
+
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8", "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16le", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16be", "utf-16-be"),
+)
+_PRESCAN_BYTES = 1024
+
+
+def _labels(target: str | None, *names: str) -> dict[str, str | None]:
+    return dict.fromkeys(names, target)
+
+
+# The WHATWG Encoding Standard's labels where Python's names differ or where
+# the browser decodes with a superset; anything else goes to codecs.lookup.
+_QUIRKS: dict[str, str | None] = {
+    **_labels("utf-8", "utf-8", "utf8", "unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"),
+    **_labels(
+        "cp1252", "windows-1252", "x-cp1252", "cp1252", "latin1", "l1", "iso-8859-1", "iso8859-1", "iso88591",
+        "iso_8859-1", "iso_8859-1:1987", "iso-ir-100", "csisolatin1", "cp819", "ibm819", "ascii", "us-ascii",
+        "ansi_x3.4-1968",
+    ),
+    **_labels(
+        "cp1254", "windows-1254", "x-cp1254", "iso-8859-9", "iso8859-9", "iso88599", "iso_8859-9",
+        "iso_8859-9:1989", "iso-ir-148", "latin5", "l5", "csisolatin5",
+    ),
+    **_labels("cp874", "windows-874", "dos-874", "tis-620", "iso-8859-11", "iso8859-11", "iso885911"),
+    **_labels("shift_jis", "shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "ms932", "windows-31j"),
+    **_labels("euc_jp", "euc-jp", "x-euc-jp", "cseucpkdfmtjapanese"),
+    **_labels("iso2022_jp", "iso-2022-jp", "csiso2022jp"),
+    **_labels(
+        "gb18030", "gb18030", "gbk", "x-gbk", "gb2312", "gb_2312", "gb_2312-80", "chinese", "csgb2312",
+        "csiso58gb231280", "iso-ir-58",
+    ),
+    **_labels("big5hkscs", "big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5"),
+    **_labels(
+        "cp949", "euc-kr", "cseuckr", "csksc56011987", "iso-ir-149", "korean", "ks_c_5601-1987",
+        "ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949",
+    ),
+    **_labels("iso8859-8", "iso-8859-8-i", "csiso88598i", "logical"),
+    **_labels("koi8-u", "koi8-u", "koi8-ru"),
+    **_labels("mac-roman", "macintosh", "mac", "csmacintosh", "x-mac-roman"),
+    **_labels("mac-cyrillic", "x-mac-cyrillic", "x-mac-ukrainian"),
+    **_labels("cp866", "ibm866", "866", "cp866", "csibm866"),
+    **_labels("utf-16-le", "utf-16", "utf-16le", "unicode", "unicodefeff", "ucs-2", "csunicode", "iso-10646-ucs-2"),
+    **_labels("utf-16-be", "utf-16be", "unicodefffe"),
+    # "replacement" in browsers (the page renders as one U+FFFD), or no Python codec.
+    **_labels(None, "replacement", "iso-2022-kr", "csiso2022kr", "iso-2022-cn", "iso-2022-cn-ext", "hz-gb-2312"),
+    **_labels(None, "x-user-defined"),
+}
+# A meta that could be read as ASCII cannot be in UTF-16, so browsers take UTF-8.
+_META_UTF16 = frozenset({"utf-16-le", "utf-16-be"})
+# Python codecs that are not page charsets, though lookup() knows them.
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape", "charmap", "unicode-internal"}
+)
+# Stateful encodings: ASCII round-trips, yet shifted bytes can look like "<".
+_STATEFUL = ("iso2022", "utf-7", "hz")
+_PROBE = b"<script src=\"x\">'\"=/ </script><!-- -->"
+
+_CONTENT_TYPE_CHARSET = re.compile(
+    rb";[\t ]*charset[\t ]*=[\t ]*(?:\"((?:[^\"\\]|\\.)*)\"|([^;]*))", re.IGNORECASE
+)
+# WHATWG "extracting a character encoding from a meta element".
+_META_CONTENT_CHARSET = re.compile(
+    rb"charset[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"([^\"]*)\"|'([^']*)'|([^\t\n\f\r ;\"'][^\t\n\f\r ;]*))",
+    re.IGNORECASE,
+)
+
+
+def detect_charset(content_type: str | None, body_prefix: bytes) -> Charset:
+    for bom, label, codec in _BOMS:
+        if body_prefix.startswith(bom):
+            return Charset(codec, label, "bom", bom, _ascii_compatible(codec))
+    if content_type:
+        label = _header_label(content_type)
+        if label:
+            return _charset(label, "header")
+    label = _prescan(bytes(body_prefix[:_PRESCAN_BYTES]))
+    if label:
+        return _charset(label, "meta")
+    return Charset("cp1252", "windows-1252", "default", b"", True)
+
+
+def _charset(label: str, source: str) -> Charset:
+    codec = _codec(label)
+    if source == "meta" and codec in _META_UTF16:
+        codec = "utf-8"
+    return Charset(codec, label, source, b"", codec is not None and _ascii_compatible(codec))
+
+
+def _normalize(raw: bytes) -> str:
+    return raw.decode("latin-1").strip("\t\n\f\r ").lower()
+
+
+def _header_label(content_type: str) -> str:
+    m = _CONTENT_TYPE_CHARSET.search(content_type.encode("latin-1", "replace"))
+    if m is None:
+        return ""
+    if m.group(1) is not None:
+        return _normalize(re.sub(rb"\\(.)", rb"\1", m.group(1)))
+    return _normalize(m.group(2))
+
+
+def _prescan(data: bytes) -> str:
+    """The label of the first charset-declaring meta, "" if none is complete in `data`."""
+    pos = 0
+    while (lt := data.find(b"<", pos)) >= 0:
+        if data.startswith(b"<!--", lt):
+            # As in the prescan, "<!-->" ends the comment: its dashes may be the opener's.
+            end = data.find(b"-->", lt + 2)
+            if end < 0:
+                return ""
+            pos = end + 3
+            continue
+        slash = data[lt + 1 : lt + 2] == b"/"
+        name = tok.TAG_NAME.match(data, lt + 2 if slash else lt + 1)
+        if name is not None:
+            rest = tok.TAG_REST.match(data, name.end())
+            if rest is None:
+                return ""
+            if not slash and name.group().lower() == b"meta":
+                label = _meta_label(tok.attributes(data[name.end() : rest.end()]))
+                if label:
+                    return label
+            pos = rest.end()
+        elif data[lt + 1 : lt + 2] in (b"!", b"/", b"?"):
+            gt = data.find(b">", lt + 2)
+            if gt < 0:
+                return ""
+            pos = gt + 1
+        else:
+            pos = lt + 1
+    return ""
+
+
+def _meta_label(attrs: dict[bytes, bytes]) -> str:
+    if b"charset" in attrs:
+        return _normalize(attrs[b"charset"])
+    if attrs.get(b"http-equiv", b"").strip().lower() == b"content-type":
+        m = _META_CONTENT_CHARSET.search(attrs.get(b"content", b""))
+        if m is not None:
+            return _normalize(next(group for group in m.groups() if group is not None))
+    return ""
+
+
+@functools.lru_cache(maxsize=128)
+def _codec(label: str) -> str | None:
+    if label in _QUIRKS:
+        return _QUIRKS[label]
+    try:
+        info = codecs.lookup(label)
+        "".encode(info.name)  # refuses bytes-to-bytes codecs such as base64
+    except (LookupError, ValueError):
+        return None
+    return None if info.name in _NOT_CHARSETS else info.name
+
+
+@functools.lru_cache(maxsize=128)
+def _ascii_compatible(codec: str) -> bool:
+    if codec.startswith(_STATEFUL):
+        return False
+    text = _PROBE.decode("ascii")
+    try:
+        return text.encode(codec) == _PROBE and _PROBE.decode(codec) == text
+    except (UnicodeError, LookupError):
+        return False

@@ -1,0 +1,222 @@
+"""Where the RUM snippet goes in an HTML document, found by a tokenizer.
+
+The document is never parsed into a tree or re-serialized: the scanner only
+returns a byte offset, so the page reaches the browser byte for byte except for
+the inserted snippet. It reads bytes of an ASCII-compatible encoding (UTF-8,
+windows-1252, Shift_JIS, EUC-JP …); callers transcode UTF-16 themselves.
+
+Tokenizing follows the WHATWG tokenizer, simplified: comments (`<!-->`,
+`<!--->` and `--!>` included; IE conditional comments are plain comments),
+bogus comments `<!…>`, `<?…>`, `</…>` and CDATA up to the first `>`, doctypes,
+tags with double/single/unquoted attribute values (quoted ones may hold `>`
+and `<`), and the raw text of script, style, textarea, title, xmp, iframe,
+noembed and noframes up to their end tag. A `<` not followed by a letter, `/`,
+`!` or `?` is text. Script's escaped states (`<!--` inside a script) are not
+modelled: a `<script` always decides before its text is read.
+
+Placement rules (the product's spec):
+
+1. After a `<head …>` start tag the point is right after it ("after-head").
+   In the head, each `<meta>` with a `charset` attribute, or with http-equiv
+   Content-Type or X-UA-Compatible (any case), moves the point right after
+   itself ("after-meta"). The head scan decides at the first `<script` (the
+   point stays before it: never after a page script), at `</head>`, at
+   `<body`, or at any start tag that cannot be in a head (anything but meta,
+   title, link, style, base, script, noscript, template, bgsound, basefont).
+   Other head elements, raw text included, are skipped and the scan goes on.
+2. Before any `<head>`: a `<script` start tag decides "before-script" (right
+   before it); a `<body` start tag decides "before-body" (right before it);
+   any other start tag that cannot be in a head decides at the current point:
+   after the first `<html …>` start tag ("after-html"), else after the first
+   doctype ("after-doctype"), else the start of the document after a UTF-8
+   BOM ("start"). A qualifying meta seen before that (an implicit head) moves
+   the point after itself ("after-meta"); a later `<html>` or `<head>` moves
+   it further, never back.
+3. finish() without a decision returns the point from rules 1/2 as seen so far
+   (after head/metas, else after html, else after the doctype, else start).
+4. Tags inside comments, raw text or attribute values never count. Nothing
+   inside `<noscript>` or `<template>` moves the point, and a script or body
+   there decides at the point before it: a snippet in there would never run
+   (noscript's content is inert text when scripting is on).
+
+Decisions are taken as early as the rules allow, i.e. as soon as the name of
+the deciding tag is complete, because the streaming injector holds the page
+back until then. Only the first `limit` bytes are read: the answer depends on
+the document's bytes alone, never on how they were split into chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _htmltokens as tok
+
+__all__ = [
+    "AGENT_SIGNATURES",
+    "Insertion",
+    "InsertionScanner",
+    "PageFacts",
+    "find_insertion_point",
+    "loads_agent",
+]
+
+
+@dataclass(frozen=True)
+class Insertion:
+    offset: int  # byte offset in the document where the snippet is inserted
+    placement: str  # after-head, after-meta, before-script, before-body, after-html, after-doctype, start
+
+
+@dataclass(frozen=True)
+class PageFacts:
+    amp: bool  # <html amp>, <html ⚡>, <html ⚡4email> …: AMP validators reject foreign scripts
+
+
+AGENT_SIGNATURES: tuple[bytes, ...] = (
+    b"elastic-apm-rum",  # the bundle's file name, on CDNs and self-hosted copies
+    b"@elastic/apm-rum",  # npm imports and unpkg/jsdelivr paths
+    b"elasticApm.init(",  # the inline init call, ours included
+)
+
+
+def loads_agent(document: bytes) -> bool:
+    """True if the page already seems to load the Elastic RUM agent."""
+    return any(signature in document for signature in AGENT_SIGNATURES)
+
+
+_BOM = b"\xef\xbb\xbf"
+_HEAD_CONTENT = frozenset(
+    {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
+)
+# Before a head, html and head start tags do not end the implicit head either.
+_BEFORE_HEAD_NEUTRAL = (_HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
+_INERT = frozenset({b"noscript", b"template"})
+_AMP = frozenset({b"amp", b"amp4email", b"amp4ads", "⚡".encode(), "⚡4email".encode(), "⚡4ads".encode()})
+_PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})
+
+
+def _moves_point(attrs: dict[bytes, bytes]) -> bool:
+    return b"charset" in attrs or attrs.get(b"http-equiv", b"").strip().lower() in _PRAGMAS
+
+
+class InsertionScanner(tok.Tokenizer):
+    """Incremental. feed() chunks split anywhere (even inside a tag, a comment, a quoted attribute,
+    a multi-byte char); returns the Insertion as soon as it is known, else None."""
+
+    def __init__(self, limit: int = 64 * 1024) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be positive, not {limit}")
+        super().__init__()
+        # Never less than a BOM: the start point must not depend on a cut inside it.
+        self._limit = max(limit, len(_BOM))
+        self._consumed = 0
+        self._prefix = b""  # the first bytes, until it is known whether they are a BOM
+        self._in_head = False
+        self._seen_html = False
+        self._seen_doctype = False
+        self._inert = 0  # open noscript/template elements
+        self._point: Insertion | None = None
+        self._amp = False
+        self._decided: Insertion | None = None
+        self._exhausted = False
+
+    @property
+    def decided(self) -> Insertion | None:
+        return self._decided
+
+    @property
+    def exhausted(self) -> bool:
+        return self._exhausted
+
+    @property
+    def facts(self) -> PageFacts:
+        return PageFacts(amp=self._amp)
+
+    def feed(self, chunk: bytes) -> Insertion | None:
+        if self._decided is not None or self._exhausted or not chunk:
+            return self._decided
+        room = self._limit - self._consumed
+        if len(chunk) > room:
+            chunk = chunk[:room]
+        self._consumed += len(chunk)
+        if len(self._prefix) < len(_BOM):
+            self._prefix = (self._prefix + bytes(chunk[: len(_BOM)]))[: len(_BOM)]
+        if self._tokenize(chunk):
+            return self._decided
+        if self._consumed >= self._limit:
+            self._exhausted = True
+            self._buf = bytearray()
+        return None
+
+    def finish(self) -> Insertion:
+        """End of input (or the caller gives up): the best point from what was seen.
+
+        The answer is also kept as `decided`; a tag cut off by the end never counts.
+        """
+        if self._decided is None:
+            self._decided = self._current()
+            self._buf = bytearray()
+        return self._decided
+
+    def _current(self) -> Insertion:
+        if self._point is not None:
+            return self._point
+        return Insertion(len(_BOM) if self._prefix == _BOM else 0, "start")
+
+    def _advance(self, offset: int, placement: str) -> None:
+        if self._point is None or offset > self._point.offset:
+            self._point = Insertion(offset, placement)
+
+    def _decide(self, insertion: Insertion) -> bool:
+        self._decided = insertion
+        return True
+
+    def _on_start_name(self, name: bytes, offset: int) -> bool:
+        if self._in_head:
+            if name == b"script" or name not in _HEAD_CONTENT:
+                return self._decide(self._current())
+        elif name not in _BEFORE_HEAD_NEUTRAL:
+            # Inside noscript/template a script or body is inert text: stay before it.
+            if name == b"script" and not self._inert:
+                return self._decide(Insertion(offset, "before-script"))
+            if name == b"body" and not self._inert:
+                return self._decide(Insertion(offset, "before-body"))
+            return self._decide(self._current())
+        return False
+
+    def _on_start_tag(self, name: bytes, rest: bytes, end: int) -> None:
+        if name in _INERT:
+            self._inert += 1
+        elif self._inert:
+            pass  # a point in there would put the snippet where it never runs
+        elif name == b"meta":
+            if _moves_point(tok.attributes(rest)):
+                self._advance(end, "after-meta")
+        elif name == b"html":
+            if not self._amp and not _AMP.isdisjoint(tok.attributes(rest)):
+                self._amp = True
+            if not self._seen_html:
+                self._seen_html = True
+                self._advance(end, "after-html")
+        elif name == b"head":
+            self._in_head = True
+            self._advance(end, "after-head")
+
+    def _on_end_name(self, name: bytes) -> bool:
+        return name == b"head" and self._in_head and self._decide(self._current())
+
+    def _on_end_tag(self, name: bytes) -> None:
+        if name in _INERT and self._inert:
+            self._inert -= 1
+
+    def _on_doctype(self, end: int) -> None:
+        if not (self._seen_doctype or self._seen_html or self._in_head or self._inert):
+            self._seen_doctype = True
+            self._advance(end, "after-doctype")
+
+
+def find_insertion_point(document: bytes, limit: int | None = None) -> tuple[Insertion, PageFacts]:
+    """Whole-document convenience (None = no limit): feed everything, then finish()."""
+    scanner = InsertionScanner(len(document) + 1 if limit is None else limit)
+    scanner.feed(document)
+    return scanner.finish(), scanner.facts

@@ -1,0 +1,128 @@
+"""Tests for rumproxy.charset: each source, the label quirks, and the ASCII-compatibility verdict."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rumproxy.charset import Charset, detect_charset
+
+DEFAULT = Charset("cp1252", "windows-1252", "default", b"", True)
+
+
+@pytest.mark.parametrize(
+    ("bom", "codec", "label"),
+    [(codecs.BOM_UTF8, "utf-8", "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16le"), (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16be")],
+)
+def test_bom_wins_over_header_and_meta(bom: bytes, codec: str, label: str) -> None:
+    body = bom + "<meta charset=shift_jis>".encode(codec)
+    found = detect_charset("text/html; charset=iso-8859-2", body)
+    assert found == Charset(codec, label, "bom", bom, codec == "utf-8")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "codec", "label"),
+    [
+        ("text/html; charset=utf-8", "utf-8", "utf-8"),
+        ("text/html;charset=UTF-8", "utf-8", "utf-8"),
+        ('text/html; charset="Shift_JIS"', "shift_jis", "shift_jis"),
+        ("text/html; Charset = ISO-8859-2 ; foo=bar", "iso8859-2", "iso-8859-2"),
+        ("text/html; foo=bar; charset=koi8-r", "koi8-r", "koi8-r"),
+        ("TEXT/HTML; CHARSET=windows-1251", "cp1251", "windows-1251"),
+    ],
+)
+def test_header(content_type: str, codec: str | None, label: str) -> None:
+    found = detect_charset(content_type, b"<meta charset=euc-jp>")
+    assert (found.codec, found.label, found.source, found.bom) == (codec, label, "header", b"")
+
+
+@pytest.mark.parametrize("content_type", [None, "", "text/html", "text/html; charset=", 'text/html; charset=""', "text/html; xcharset=utf-8"])
+def test_header_without_a_charset_falls_through_to_meta(content_type: str | None) -> None:
+    assert detect_charset(content_type, b"<meta charset=euc-jp>") == Charset("euc_jp", "euc-jp", "meta", b"", True)
+
+
+@pytest.mark.parametrize(
+    ("body", "codec", "label"),
+    [
+        (b"<!DOCTYPE html><html><head><meta charset=utf-8>", "utf-8", "utf-8"),
+        (b'<META CHARSET=" Shift_JIS ">', "shift_jis", "shift_jis"),
+        (b"<meta http-equiv=Content-Type content='text/html; charset=EUC-JP'>", "euc_jp", "euc-jp"),
+        (b'<meta content="text/html;charset=\'gb2312\'" http-equiv="content-type">', "gb18030", "gb2312"),
+        (b'<meta name=description content="charset=koi8-r"><meta charset=iso-8859-15>', "iso8859-15", "iso-8859-15"),
+        (b"<!-- <meta charset=koi8-r> --><meta charset=big5>", "big5hkscs", "big5"),
+        (b"<!--><meta charset=koi8-r>", "koi8-r", "koi8-r"),
+        (b'<link href="<meta charset=koi8-r>"><meta charset=euc-kr>', "cp949", "euc-kr"),
+        (b"<?xml version='1.0'?><![CDATA[x]]></br ><meta/charset=utf8>", "utf-8", "utf8"),
+        (b"<p>\xe9t\xe9 <meta charset=latin1>", "cp1252", "latin1"),
+    ],
+)
+def test_meta_prescan(body: bytes, codec: str, label: str) -> None:
+    assert detect_charset(None, body) == Charset(codec, label, "meta", b"", True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<p>no declaration</p>",
+        b"<!-- <meta charset=utf-8> -->",
+        b"<!-- <meta charset=utf-8>",
+        b'<meta name="x" content="a',
+        b"<meta http-equiv=refresh content='0; charset=utf-8'>",
+        b"<meta charset=''>",
+        b"<metax charset=utf-8>",
+        b"x" * 1020 + b"<meta charset=utf-8>",
+    ],
+    ids=["empty", "text", "comment", "open comment", "open tag", "not a pragma", "empty label", "other tag", "past 1024"],
+)
+def test_default(body: bytes) -> None:
+    assert detect_charset(None, body) == DEFAULT
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [
+        ("latin1", "cp1252"), ("iso-8859-1", "cp1252"), ("ascii", "cp1252"), ("us-ascii", "cp1252"), ("windows-1252", "cp1252"),
+        ("iso-8859-9", "cp1254"), ("tis-620", "cp874"),
+        ("x-sjis", "shift_jis"), ("shift_jis", "shift_jis"), ("sjis", "shift_jis"), ("windows-31j", "shift_jis"),
+        ("utf8", "utf-8"), ("unicode-1-1-utf-8", "utf-8"), ("gbk", "gb18030"), ("ks_c_5601-1987", "cp949"),
+        ("x-mac-cyrillic", "mac-cyrillic"), ("iso-8859-8-i", "iso8859-8"), ("windows-1250", "cp1250"), ("koi8-u", "koi8-u"),
+        ("x-user-defined", None), ("iso-2022-kr", None), ("no-such-charset", None), ("base64", None), ("idna", None),
+    ],
+)
+def test_label_quirks(label: str, codec: str | None) -> None:
+    assert detect_charset(f"text/html; charset={label.upper()}", b"").codec == codec
+    assert detect_charset(None, f"<meta charset={label}>".encode()).codec == codec
+
+
+@pytest.mark.parametrize("label", ["utf-16", "UTF-16LE", "utf-16be", "unicode"])
+def test_utf16_in_a_meta_means_utf8(label: str) -> None:
+    assert detect_charset(None, f"<meta charset={label}>".encode()) == Charset("utf-8", label.lower(), "meta", b"", True)
+    assert detect_charset(f"text/html; charset={label}", b"").ascii_compatible is False
+
+
+@pytest.mark.parametrize(
+    ("label", "compatible"),
+    [
+        ("utf-8", True), ("windows-1252", True), ("shift_jis", True), ("euc-jp", True), ("gb18030", True), ("big5", True),
+        ("koi8-r", True), ("utf-16le", False), ("utf-32", False), ("utf-7", False), ("iso-2022-jp", False), ("cp037", False),
+        ("cp500", False), ("x-user-defined", False), ("bogus", False),
+    ],
+)
+def test_ascii_compatible(label: str, compatible: bool) -> None:
+    assert detect_charset(f"text/html; charset={label}", b"").ascii_compatible is compatible
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=40)), st.binary(max_size=1500))
+def test_never_raises_and_names_a_real_codec(content_type: str | None, body: bytes) -> None:
+    found = detect_charset(content_type, body)
+    assert found.source in ("bom", "header", "meta", "default")
+    assert body.startswith(found.bom)
+    if found.codec is not None:
+        codecs.lookup(found.codec)
+    if found.ascii_compatible:
+        assert b'<script src="x"></script>'.decode(found.codec or "") == '<script src="x"></script>'

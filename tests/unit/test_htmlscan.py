@@ -1,0 +1,481 @@
+"""Tests for rumproxy.htmlscan: generated documents checked against a model, plus a hand-made corpus."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rumproxy.htmlscan import (
+    AGENT_SIGNATURES,
+    Insertion,
+    InsertionScanner,
+    PageFacts,
+    find_insertion_point,
+    loads_agent,
+)
+
+BOM = b"\xef\xbb\xbf"
+SNIPPET = b'<script src="/rum.js"></script>'
+COMMENT_END = re.compile(rb"--!?>")
+PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- generated documents ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frag:
+    """One token (or a whole raw-text element) of a generated document, with what the model needs."""
+
+    data: bytes
+    kind: str  # text | comment | bogus | doctype | start | end | raw
+    name: bytes = b""
+    moves: bool = False  # a meta declaring a charset or X-UA-Compatible
+    amp: bool = False
+
+
+HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
+NEUTRAL = (HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
+INERT = {b"noscript", b"template"}
+AMP_NAMES = ["amp", "AMP", "⚡", "⚡4email", "amp4ads", "⚡4ADS"]
+
+
+@st.composite
+def any_case(draw: st.DrawFn, word: str) -> bytes:
+    flips = draw(st.lists(st.booleans(), min_size=len(word), max_size=len(word)))
+    return "".join(c.upper() if f else c for c, f in zip(word, flips)).encode()
+
+
+ws = st.sampled_from([b" ", b"  ", b"\n", b"\t", b"\r\n", b"\f", b" / "])
+quoted_text = st.lists(
+    st.sampled_from([b">", b"<head>", b"<script>", b"</head>", b"<body>", b" ", b"x", b"/>", b"=", b"<!--", b"\xe2\x9a\xa1"]),
+    max_size=4,
+).map(b"".join)
+
+
+@st.composite
+def attribute(draw: st.DrawFn, name: bytes, value: bytes | None = None) -> bytes:
+    style = draw(st.sampled_from(["dq", "sq", "uq", "none"] if value is None else ["dq", "sq", "uq"]))
+    if style == "none":
+        return name
+    eq = draw(st.sampled_from([b"=", b" = ", b"=\n"]))
+    if value is None:
+        value = draw(quoted_text)
+    if style == "dq":
+        return name + eq + b'"' + value.replace(b'"', b"") + b'"'
+    if style == "sq":
+        return name + eq + b"'" + value.replace(b"'", b"") + b"'"
+    unquoted = bytes(b for b in value if b not in b" \t\n\f\r>\"'") or b"v"
+    return name + eq + unquoted
+
+
+@st.composite
+def start_tag(draw: st.DrawFn, word: str, attrs: list[bytes]) -> bytes:
+    out = b"<" + draw(any_case(word))
+    for attr in attrs:
+        out += draw(ws) + attr
+    return out + draw(st.sampled_from([b">", b" >", b"/>", b" />", b"\n>"]))
+
+
+@st.composite
+def plain_attrs(draw: st.DrawFn) -> list[bytes]:
+    names = draw(st.lists(st.sampled_from([b"class", b"id", b"data-x", b"title", b"lang", b"x"]), max_size=3))
+    return [draw(attribute(n)) for n in names]
+
+
+@st.composite
+def element_start(draw: st.DrawFn) -> Frag:
+    word = draw(
+        st.sampled_from(
+            ["head", "html", "body", "link", "base", "noscript", "template", "bgsound", "basefont",
+             "div", "p", "h1", "header", "bodyx", "headline", "svg", "custom-el", "img", "br", "span"]
+        )
+    )
+    return Frag(draw(start_tag(word, draw(plain_attrs()))), "start", word.encode())
+
+
+@st.composite
+def html_tag(draw: st.DrawFn) -> Frag:
+    attrs = draw(plain_attrs())
+    amp = draw(st.booleans())
+    if amp:
+        attrs.insert(draw(st.integers(0, len(attrs))), draw(st.sampled_from(AMP_NAMES)).encode())
+    return Frag(draw(start_tag("html", attrs)), "start", b"html", amp=amp)
+
+
+@st.composite
+def meta_tag(draw: st.DrawFn) -> Frag:
+    kinds = draw(st.lists(st.sampled_from(["charset", "content-type", "x-ua-compatible", "refresh", "viewport"]), min_size=1, max_size=2))
+    attrs: list[bytes] = []
+    equiv_seen = None
+    moves = False
+    for kind in kinds:
+        if kind == "charset":
+            attrs.append(draw(attribute(draw(any_case("charset")), b"utf-8")))
+            moves = True
+        elif kind == "viewport":
+            attrs.append(b'name="viewport" content="width=device-width"')
+        else:
+            attrs.append(draw(attribute(draw(any_case("http-equiv")), draw(any_case(kind)))))
+            if equiv_seen is None:  # the first of duplicate attributes wins
+                equiv_seen = kind
+                moves = moves or kind != "refresh"
+            attrs.append(b'content="text/html; charset=utf-8"')
+    return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves)
+
+
+RAW_TEXT = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes")
+
+
+def _without_end(name: bytes, content: bytes) -> bytes:
+    """Content that cannot close a `name` raw-text element early."""
+    lowered = content.lower()
+    for delimiter in b" \t\n\f\r/>":
+        if b"</" + name + bytes([delimiter]) in lowered:
+            return b"text"
+    return content
+
+
+@st.composite
+def raw_element(draw: st.DrawFn, words: tuple[str, ...] = RAW_TEXT) -> Frag:
+    word = draw(st.sampled_from(words))
+    pieces = draw(
+        st.lists(
+            st.sampled_from(
+                [b"<head>", b"</head>", b"<body>", b"<meta charset=utf-8>", b"<!--", b"-->", b"if (a<b && c>d)",
+                 b"</" + word.encode() + b"x>", b"</ " + word.encode() + b">", b'"</scr" + "ipt>"', b"<p>", b"\xc3\xa9"]
+            ),
+            max_size=5,
+        )
+    )
+    content = _without_end(word.encode(), b"".join(pieces))
+    end = draw(st.sampled_from([b"</" + word.encode() + b">", b"</" + word.upper().encode() + b" >", b"</" + word.encode() + b' a=">">']))
+    return Frag(draw(start_tag(word, draw(plain_attrs()))) + content + end, "raw", word.encode())
+
+
+@st.composite
+def comment(draw: st.DrawFn) -> Frag:
+    fixed = [b"<!-->", b"<!--->", b"<!---->", b"<!--[if IE]><script src=ie.js></script><![endif]-->",
+             b"<!--[if lt IE 9]><head><meta charset=utf-8><![endif]-->"]
+    if draw(st.booleans()):
+        return Frag(draw(st.sampled_from(fixed)), "comment")
+    pieces = [b"<head>", b"<script>", b"<body>", b" - ", b"<!--", b"x", b"<html amp>", b"-", b"--", b"!", b">"]
+    body = b"".join(draw(st.lists(st.sampled_from(pieces), max_size=6)))
+    data = b"<!--" + body + draw(st.sampled_from([b"-->", b"--!>"]))
+    first_end = COMMENT_END.search(data, 4)
+    if body.startswith((b">", b"->")) or first_end is None or first_end.end() != len(data):
+        data = b"<!-- x -->"
+    return Frag(data, "comment")
+
+
+bogus = st.sampled_from(
+    [b'<?xml version="1.0" encoding="utf-8"?>', b"<![CDATA[<head]]>", b"<![CDATA[ x ]]>", b"<![if !IE]>", b"<![endif]>",
+     b"</ head>", b"</3>", b"<!ELEMENT br EMPTY>", b"<!>", b"</>"]
+).map(lambda data: Frag(data, "bogus"))
+doctype = st.sampled_from(
+    [b"<!DOCTYPE html>", b"<!doctype HTML>", b'<!DocType html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x.dtd">']
+).map(lambda data: Frag(data, "doctype"))
+text = st.lists(
+    st.sampled_from([b"hello", b" ", b"\n", b"a < b", b"<3", b"&lt;head&gt;", b"\xe2\x9a\xa1", b"\xc3\xa9", b"x>y", b"1<=2"]),
+    min_size=1, max_size=3,
+).map(lambda parts: Frag(b"".join(parts), "text"))
+end_tag = st.sampled_from(["head", "noscript", "template", "div", "body", "html", "title"]).flatmap(
+    lambda word: st.tuples(any_case(word), st.sampled_from([b">", b" >", b' x=">">'])).map(
+        lambda t: Frag(b"</" + t[0] + t[1], "end", word.encode())
+    )
+)
+fragment = st.one_of(element_start(), html_tag(), meta_tag(), raw_element(), comment(), bogus, doctype, text, end_tag)
+head_tag = plain_attrs().flatmap(lambda attrs: start_tag("head", attrs)).map(lambda data: Frag(data, "start", b"head"))
+body_tag = plain_attrs().flatmap(lambda attrs: start_tag("body", attrs)).map(lambda data: Frag(data, "start", b"body"))
+# Shaped like pages (prologue, html, head, head content, anything) so that every placement is common.
+documents = st.tuples(
+    st.sampled_from([b"", BOM]),
+    st.tuples(
+        st.lists(st.one_of(doctype, comment(), bogus, text), max_size=2),
+        st.lists(html_tag(), max_size=1),
+        st.lists(head_tag, max_size=1),
+        st.lists(st.one_of(meta_tag(), comment(), text, raw_element()), max_size=4),
+        st.lists(st.one_of(fragment, body_tag, raw_element(("script",))), max_size=8),
+    ).map(lambda parts: [frag for part in parts for frag in part]),
+)
+
+
+def model(bom: bytes, frags: list[Frag]) -> tuple[Insertion, bool]:
+    """The placement rules applied to an already tokenized document."""
+    point = Insertion(len(bom), "start")
+    in_head = seen_html = seen_doctype = amp = False
+    inert = 0
+    start = len(bom)
+    for frag in frags:
+        end = start + len(frag.data)
+        name = frag.name
+        if frag.kind == "doctype" and not (seen_doctype or seen_html or in_head or inert):
+            seen_doctype = True
+            point = Insertion(end, "after-doctype")
+        elif frag.kind in ("start", "raw"):
+            if in_head and (name == b"script" or name not in HEAD_CONTENT):
+                return point, amp
+            if not in_head and name not in NEUTRAL:
+                if name in (b"script", b"body") and not inert:
+                    return Insertion(start, f"before-{name.decode()}"), amp
+                return point, amp
+            if name in INERT:
+                inert += 1
+            elif inert:
+                pass
+            elif frag.moves:
+                point = Insertion(end, "after-meta")
+            elif name == b"html":
+                amp = amp or frag.amp
+                if not seen_html:
+                    seen_html = True
+                    point = Insertion(end, "after-html")
+            elif name == b"head":
+                in_head = True
+                point = Insertion(end, "after-head")
+        elif frag.kind == "end":
+            if name == b"head" and in_head:
+                return point, amp
+            if name in INERT and inert:
+                inert -= 1
+        start = end
+    return point, amp
+
+
+def feed_in_chunks(document: bytes, cuts: list[int], limit: int) -> tuple[Insertion, PageFacts, bool]:
+    scanner = InsertionScanner(limit)
+    bounds = [0, *sorted(cuts), len(document)]
+    early = None
+    for lo, hi in zip(bounds, bounds[1:]):
+        found = scanner.feed(document[lo:hi])
+        if found is not None:
+            early = early or found
+            assert scanner.decided == found == early
+    return scanner.finish(), scanner.facts, early is not None
+
+
+@PROPERTY
+@given(documents, st.data())
+def test_generated_documents_match_the_model_in_any_chunking(doc: tuple[bytes, list[Frag]], data: st.DataObject) -> None:
+    bom, frags = doc
+    document = bom + b"".join(f.data for f in frags)
+    expected, amp = model(bom, frags)
+
+    whole, facts = find_insertion_point(document)
+    assert whole == expected
+    assert facts.amp == amp
+
+    cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=8))
+    assert feed_in_chunks(document, cuts, len(document) + 1)[:2] == (whole, facts)
+
+    # Were the point inside a comment, a tag or raw text, the inserted script
+    # would not be a tag there and a rescan would land elsewhere.
+    injected = document[: whole.offset] + SNIPPET + document[whole.offset :]
+    assert find_insertion_point(injected)[0].offset == whole.offset
+    assert injected[: whole.offset] + injected[whole.offset + len(SNIPPET) :] == document
+
+
+noise = st.one_of(
+    fragment.map(lambda f: f.data),
+    st.binary(max_size=12),
+    st.sampled_from([b"<", b"</", b"<!", b"<!-", b"-->", b'"', b"'", b">", b"=", b"<head", b"<script", b"<!--", BOM]),
+)
+
+
+@PROPERTY
+@given(st.lists(noise, max_size=16).map(b"".join), st.data())
+def test_arbitrary_bytes_are_chunking_independent_and_land_on_token_edges(document: bytes, data: st.DataObject) -> None:
+    limit = data.draw(st.one_of(st.none(), st.integers(1, len(document) + 2)))
+    whole, facts = find_insertion_point(document, limit)
+    cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=8))
+    chunked, chunked_facts, _ = feed_in_chunks(document, cuts, len(document) + 1 if limit is None else limit)
+    assert (chunked, chunked_facts) == (whole, facts)
+
+    bom = len(BOM) if document.startswith(BOM) else 0
+    assert bom <= whole.offset <= len(document)
+    assert whole.offset == bom or document[whole.offset - 1 : whole.offset] == b">" or document[whole.offset : whole.offset + 1] == b"<"
+    if limit is None:
+        injected = document[: whole.offset] + SNIPPET + document[whole.offset :]
+        assert find_insertion_point(injected)[0].offset == whole.offset
+
+
+# --- hand-made corpus: "⁂" marks the expected point ----------------------------------------------
+
+HERE = "⁂"
+CORPUS: list[tuple[str, str, str, str]] = [
+    # (name, document, placement, encoding)
+    ("plain", "<!DOCTYPE html><html><head>⁂<title>x</title></head><body></body></html>", "after-head", "utf-8"),
+    ("head in comment", "<html>⁂<!-- <head> --><p><head></head>", "after-html", "utf-8"),
+    ("head in a quoted attribute", '<html data-x="<head>" title=\'a>b\'>⁂<div><head>', "after-html", "utf-8"),
+    ("head in a script string", '<!doctype html>⁂<script>var s = "<head></head><body>";</script><head>', "before-script", "utf-8"),
+    ("uppercase", "<HTML><HEAD>⁂<TITLE>T</TITLE><SCRIPT>x</SCRIPT></HEAD>", "after-head", "utf-8"),
+    ("attributes with >", '<html><head data-a="1>2" data-b=\'<body>\'>⁂<link rel=x></head>', "after-head", "utf-8"),
+    ("no head, body", "<!DOCTYPE html><html lang=en>\n⁂<body>hi</body>", "before-body", "utf-8"),
+    ("no head, div", "<!DOCTYPE html><html lang=en>⁂\n<div>hi</div>", "after-html", "utf-8"),
+    ("no html, div", "<!DOCTYPE html>⁂\n<div>hi</div>", "after-doctype", "utf-8"),
+    ("fragment", "⁂<p>hello</p>", "start", "utf-8"),
+    ("amp", "<!doctype html><html ⚡ lang=en><head><meta charset=utf-8>⁂<script async src=v0.js></script>", "after-meta", "utf-8"),
+    ("bom", "\ufeff⁂<p>x</p>", "start", "utf-8"),
+    ("bom and head", "\ufeff<html><head>⁂</head>", "after-head", "utf-8"),
+    ("latin-1 meta", '<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">⁂<title>Café</title>', "after-meta", "latin-1"),
+    ("shift_jis meta", '<html><head><title>日本語のページ</title><meta charset="Shift_JIS">⁂<link rel=stylesheet href=a.css></head><body>こんにちは</body>', "after-meta", "shift_jis"),
+    ("euc-jp implicit head", '<html><meta charset=euc-jp>⁂<p>日本語</p>', "after-meta", "euc-jp"),
+    ("x-ua-compatible", "<html><head><meta charset=utf-8><META HTTP-EQUIV='x-ua-compatible' CONTENT='IE=edge'>⁂<meta name=viewport content=width=device-width><script>", "after-meta", "utf-8"),
+    ("ie conditional comments", "<!DOCTYPE html><!--[if lt IE 9]><html class=ie><![endif]--><!--[if gt IE 8]><!--><html><!--<![endif]-->⁂<body>", "before-body", "utf-8"),
+    ("downlevel revealed", "<html>⁂<![if !IE]><p>x</p><![endif]>", "after-html", "utf-8"),
+    ("script before the charset meta", "<html><head>⁂<script>a()</script><meta charset=utf-8>", "after-head", "utf-8"),
+    ("title holding a script", "<head><title><script>x</script></title><meta charset=utf-8>⁂<script>", "after-meta", "utf-8"),
+    ("textarea with tags", "<html>⁂<textarea><head><script></textarea><head>", "after-html", "utf-8"),
+    ("style with tags", "<head><style>a::before{content:'<script>'}</style><meta charset=utf-8>⁂</head>", "after-meta", "utf-8"),
+    ("cdata", "<html>⁂<![CDATA[<head]]><p>", "after-html", "utf-8"),
+    ("text only", "⁂just some text < with > brackets", "start", "utf-8"),
+    ("empty", "⁂", "start", "utf-8"),
+    ("noscript meta", "<head><meta charset=utf-8>⁂<noscript><meta http-equiv=x-ua-compatible content=a></noscript></head>", "after-meta", "utf-8"),
+    ("noscript closed", "<head><noscript><link rel=x></noscript><meta charset=utf-8>⁂<p>", "after-meta", "utf-8"),
+    ("noscript script", "<html>⁂<noscript><script>x</script></noscript>", "after-html", "utf-8"),
+    ("bogus end tag", "<html></ head><head>⁂<p>", "after-head", "utf-8"),
+    ("comment edge cases", "<!--><!---><head><!-- --!><meta charset=utf-8>⁂<!-- <meta charset=x> --><p>", "after-meta", "utf-8"),
+    ("xml prolog", '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head>⁂<title/></title></head>', "after-head", "utf-8"),
+    ("header is not head", "<html>⁂<header><head>", "after-html", "utf-8"),
+]
+
+
+def corpus_document(text: str, encoding: str) -> tuple[bytes, int]:
+    before, after = text.split(HERE)
+    head = before.encode(encoding)
+    return head + after.encode(encoding), len(head)
+
+
+@pytest.mark.parametrize(("name", "text", "placement", "encoding"), CORPUS, ids=[c[0] for c in CORPUS])
+def test_corpus(name: str, text: str, placement: str, encoding: str) -> None:
+    document, offset = corpus_document(text, encoding)
+    found, facts = find_insertion_point(document)
+    assert found == Insertion(offset, placement)
+    assert facts.amp == (name == "amp")
+    for size in (1, 2, 3, 7):
+        scanner = InsertionScanner()
+        for i in range(0, len(document), size):
+            scanner.feed(document[i : i + size])
+        assert scanner.finish() == found
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "shift_jis"])
+def test_charset_meta_stays_in_the_first_1024_bytes(encoding: str) -> None:
+    from rumproxy.charset import detect_charset
+
+    label = "iso-8859-1" if encoding == "latin-1" else "shift_jis"
+    text = f"<html><head><meta charset={label}><title>{'é' if encoding == 'latin-1' else '日本'}</title></head><body>" + "x" * 2000
+    document = text.encode(encoding)
+    found, _ = find_insertion_point(document)
+    injected = document[: found.offset] + SNIPPET * 40 + document[found.offset :]
+    assert detect_charset(None, injected).label == label
+
+
+def test_decides_early_and_then_does_no_work() -> None:
+    scanner = InsertionScanner()
+    assert scanner.feed(b"<!DOCTYPE html><html><head><meta charset=utf-8><scr") is None
+    found = scanner.feed(b"ipt src=app.js>")
+    assert found == Insertion(47, "after-meta") == scanner.decided
+    assert scanner.feed(b"<meta charset=latin1>") is found
+    assert scanner.finish() is found
+
+
+def test_huge_head_exhausts_the_scanner() -> None:
+    document = b"<html><head>" + b'<link rel="preload" href="/a.css">' * 3000 + b"<meta charset=utf-8><script>"
+    scanner = InsertionScanner(limit=64 * 1024)
+    for i in range(0, len(document), 4096):
+        assert scanner.feed(document[i : i + 4096]) is None
+    assert scanner.exhausted
+    assert scanner.finish() == Insertion(12, "after-head")
+    assert find_insertion_point(document, 64 * 1024)[0] == Insertion(12, "after-head")
+    assert find_insertion_point(document)[0].placement == "after-meta"
+
+
+def peak_memory_while_feeding(scanner: InsertionScanner, opening: bytes, chunk: bytes, times: int) -> int:
+    tracemalloc.start()
+    try:
+        scanner.feed(opening)
+        for _ in range(times):
+            scanner.feed(chunk)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "opening", [b"<html><head><!--", b"<html><head><title>", b"<html><head><?"], ids=["comment", "title", "bogus"]
+)
+def test_skipped_text_is_not_kept(opening: bytes) -> None:
+    chunk = b"a-b-<p x" * 2500  # 20 kB that closes none of them
+    scanner = InsertionScanner(limit=1 << 30)
+    peak = peak_memory_while_feeding(scanner, opening, chunk, times=100)
+    assert peak < 4 * len(chunk)
+    assert not scanner.exhausted
+    assert scanner.finish() == Insertion(12, "after-head")
+
+
+def test_an_endless_tag_is_dropped_at_the_limit() -> None:
+    limit = 256 * 1024
+    chunk = b"a" * 20_000
+    scanner = InsertionScanner(limit)
+    peak = peak_memory_while_feeding(scanner, b'<html title="', chunk, times=100)
+    assert scanner.exhausted
+    assert peak < 1.5 * limit + 4 * len(chunk)
+    assert scanner.finish() == Insertion(0, "start")
+
+
+def test_a_long_tag_in_tiny_chunks_is_not_quadratic() -> None:
+    scanner = InsertionScanner(limit=1 << 20)
+    scanner.feed(b"<html data-x=")
+    for _ in range(200_000):
+        scanner.feed(b"a")
+    assert scanner.feed(b" amp>") is None
+    assert scanner.facts.amp
+    assert scanner.finish() == Insertion(200_018, "after-html")
+
+
+def test_offsets_are_absolute_across_feeds() -> None:
+    scanner = InsertionScanner()
+    scanner.feed(b"x" * 10000)
+    scanner.feed(b"<html>")
+    assert scanner.feed(b"<body>") == Insertion(10006, "before-body")
+
+
+def test_accepts_any_bytes_like_chunk() -> None:
+    scanner = InsertionScanner()
+    scanner.feed(bytearray(b"<html><he"))
+    assert scanner.feed(memoryview(b"ad><body>")) == Insertion(12, "after-head")
+
+
+def test_rejects_a_useless_limit() -> None:
+    with pytest.raises(ValueError):
+        InsertionScanner(0)
+
+
+@pytest.mark.parametrize(
+    ("document", "amp"),
+    [(b"<html amp>", True), (b"<HTML AMP4EMAIL>", True), ("<html ⚡4email data-css-strict>".encode(), True),
+     (b"<html lang=amp>", False), (b"<html><!-- <html amp> -->", False), (b"<html class='amp'>", False)],
+)
+def test_amp_facts(document: bytes, amp: bool) -> None:
+    assert find_insertion_point(document)[1] == PageFacts(amp=amp)
+
+
+@pytest.mark.parametrize(
+    ("document", "loads"),
+    [
+        (b'<script src="https://unpkg.com/@elastic/apm-rum@5.17.0/dist/bundles/elastic-apm-rum.umd.min.js"></script>', True),
+        (b"<script>elasticApm.init({serviceName: 'x'})</script>", True),
+        (b'import { init } from "@elastic/apm-rum"', True),
+        (b"<script src=/app.js></script>", False),
+        (b"", False),
+    ],
+)
+def test_loads_agent(document: bytes, loads: bool) -> None:
+    assert loads_agent(document) is loads
+    assert all(isinstance(signature, bytes) for signature in AGENT_SIGNATURES)
