@@ -99,8 +99,10 @@ class Tokenizer:
         """A start tag's lowercased name is complete; True stops the scan for good."""
         return False
 
-    def _on_start_tag(self, name: bytes, rest: bytes, end: int) -> None:
-        """A whole start tag was read; `rest` is what follows the name, `end` the offset after ">"."""
+    def _on_start_tag(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
+        """A whole start tag was read, from `start` ("<") to `end` (after ">"); `rest` is what
+        follows the name. True stops the scan for good."""
+        return False
 
     def _on_end_name(self, name: bytes) -> bool:
         """An end tag's lowercased name is complete; True stops the scan for good."""
@@ -207,7 +209,8 @@ class Tokenizer:
         if rest is None:
             return self._wait(GT)
         end = rest.end()
-        self._on_start_tag(name, bytes(buf[name_match.end() : end]), self._base + end)
+        if self._on_start_tag(name, bytes(buf[name_match.end() : end]), self._base + lt, self._base + end):
+            return _STOP
         if name in RAW_TEXT:
             self._state = _RAW
             self._raw_end = raw_text_end(name)

@@ -17,7 +17,7 @@ from mitmproxy.net.http import url
 from rumproxy import codecs, csp, decision, hosting, htmlscan, snippet, tracing
 from rumproxy.charset import detect_charset
 from rumproxy.reload import RulesWatcher
-from rumproxy.rewrite import inject_buffered
+from rumproxy.rewrite import PolicyBlocked, PolicyEdit, inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome
@@ -36,7 +36,7 @@ class Plan:
 
     markup: str
     csp: csp.CspAdjustment
-
+    edit_policy: PolicyEdit | None  # for a <meta> policy in the page
 
 @dataclasses.dataclass
 class FlowState:
@@ -196,6 +196,7 @@ class RumInject:
             scanner=htmlscan.InsertionScanner(ctx.options.rum_scan_limit),
             on_done=lambda outcome: self._streamed(flow, state, outcome),
             label=flow.request.pretty_url,
+            edit_policy=state.plan.edit_policy,
         )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
@@ -250,6 +251,7 @@ class RumInject:
             content_type=response.headers.get("content-type"),
             snippet=plan.markup,
             limit=ctx.options.rum_scan_limit,
+            edit_policy=plan.edit_policy,
         )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
@@ -288,7 +290,22 @@ class RumInject:
         markup = snippet.render(
             agent, script_src=script_src, trace=state.trace, api_origins=state.rule.trace.api_origins, nonce=policy.nonce
         )
-        return Plan(markup=markup, csp=policy)
+        return Plan(markup=markup, csp=policy, edit_policy=self._meta_policy_edit(flow, state))
+
+    def _meta_policy_edit(self, flow: http.HTTPFlow, state: FlowState) -> PolicyEdit | None:
+        agent = state.rule.agent
+        server_url = agent.config.get("serverUrl") if agent.kind == "elastic" else None
+        if not isinstance(server_url, str):
+            return None
+        origin = page_origin(flow.request)
+
+        def edit(policy: str) -> str:
+            edited = csp.allow_connect(policy, page_origin=origin, connect_url=server_url)
+            if edited != policy and not state.rule.csp_adjust:
+                raise PolicyBlocked("a <meta> Content-Security-Policy would block the agent's beacons and csp.adjust is false")
+            return edited
+
+        return edit
 
     def _csp(self, flow: http.HTTPFlow, state: FlowState, script_src: str) -> csp.CspAdjustment | None:
         response = flow.response

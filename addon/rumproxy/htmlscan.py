@@ -24,6 +24,9 @@ Placement rules (the product's spec):
    `<body`, or at any start tag that cannot be in a head (anything but meta,
    title, link, style, base, script, noscript, template, bgsound, basefont).
    Other head elements, raw text included, are skipped and the scan goes on.
+   A `<meta http-equiv="Content-Security-Policy">` decides too, with the point
+   before it: scripts that run before a meta policy is parsed are not subject
+   to it (its span is reported in PageFacts.csp_meta, for its connect-src).
 2. Before any `<head>`: a `<script` start tag decides "before-script" (right
    before it); a `<body` start tag decides "before-body" (right before it);
    any other start tag that cannot be in a head decides at the current point:
@@ -70,6 +73,10 @@ class Insertion:
 @dataclass(frozen=True)
 class PageFacts:
     amp: bool  # <html amp>, <html ⚡>, <html ⚡4email> …: AMP validators reject foreign scripts
+    # (start, end) of the first <meta http-equiv="Content-Security-Policy"> before the point: the
+    # scan stops there, so the snippet runs before that policy exists, but its connect-src still
+    # governs the agent's beacons later.
+    csp_meta: tuple[int, int] | None = None
 
 
 AGENT_SIGNATURES: tuple[bytes, ...] = (
@@ -93,6 +100,7 @@ _BEFORE_HEAD_NEUTRAL = (_HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
 _INERT = frozenset({b"noscript", b"template"})
 _AMP = frozenset({b"amp", b"amp4email", b"amp4ads", "⚡".encode(), "⚡4email".encode(), "⚡4ads".encode()})
 _PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})
+_CSP_PRAGMA = b"content-security-policy"
 
 
 def _moves_point(attrs: dict[bytes, bytes]) -> bool:
@@ -117,6 +125,7 @@ class InsertionScanner(tok.Tokenizer):
         self._inert = 0  # open noscript/template elements
         self._point: Insertion | None = None
         self._amp = False
+        self._csp_meta: tuple[int, int] | None = None
         self._decided: Insertion | None = None
         self._exhausted = False
 
@@ -130,7 +139,7 @@ class InsertionScanner(tok.Tokenizer):
 
     @property
     def facts(self) -> PageFacts:
-        return PageFacts(amp=self._amp)
+        return PageFacts(amp=self._amp, csp_meta=self._csp_meta)
 
     def feed(self, chunk: bytes) -> Insertion | None:
         if self._decided is not None or self._exhausted or not chunk:
@@ -184,13 +193,18 @@ class InsertionScanner(tok.Tokenizer):
             return self._decide(self._current())
         return False
 
-    def _on_start_tag(self, name: bytes, rest: bytes, end: int) -> None:
+    def _on_start_tag(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
         if name in _INERT:
             self._inert += 1
         elif self._inert:
             pass  # a point in there would put the snippet where it never runs
         elif name == b"meta":
-            if _moves_point(tok.attributes(rest)):
+            attrs = tok.attributes(rest)
+            if attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA:
+                # Scripts before a meta policy are not subject to it: stop right before it.
+                self._csp_meta = (start, end)
+                return self._decide(self._current())
+            if _moves_point(attrs):
                 self._advance(end, "after-meta")
         elif name == b"html":
             if not self._amp and not _AMP.isdisjoint(tok.attributes(rest)):
@@ -201,6 +215,7 @@ class InsertionScanner(tok.Tokenizer):
         elif name == b"head":
             self._in_head = True
             self._advance(end, "after-head")
+        return False
 
     def _on_end_name(self, name: bytes) -> bool:
         return name == b"head" and self._in_head and self._decide(self._current())

@@ -4,11 +4,21 @@ page's own charset, re-encode. Pure: bytes in, bytes out, and a reason when noth
 from __future__ import annotations
 
 import dataclasses
+import html
+import re
+from collections.abc import Callable
 
 from rumproxy import codecs, htmlscan
 from rumproxy.charset import Charset, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+_CONTENT_ATTRIBUTE = re.compile(rb"""[\s/]content\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+
+PolicyEdit = Callable[[str], str]  # a page's CSP text -> the text that lets the snippet's beacons through
+
+
+class PolicyBlocked(Exception):
+    """Raised by a PolicyEdit that may not change the page's policy: the page is left alone."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +45,46 @@ def snippet_bytes(snippet: str, charset: Charset) -> bytes | None:
         return None
 
 
-def inject_buffered(raw: bytes, *, encoding: str, content_type: str | None, snippet: str, limit: int | None) -> Rewritten:
+def splice(document: bytes, offset: int, snippet: bytes, csp_meta: tuple[int, int] | None, edit_policy: PolicyEdit | None) -> bytes:
+    """The page with the snippet at `offset`; and, only where a <meta> Content-Security-Policy
+    after it would block the agent's beacons, that policy's content widened as little as needed."""
+    if csp_meta is None or edit_policy is None:
+        return document[:offset] + snippet + document[offset:]
+    start, end = csp_meta
+    tag = document[start:end]
+    return document[:offset] + snippet + document[offset:start] + meta_with_policy(tag, edit_policy) + document[end:]
+
+
+def meta_with_policy(tag: bytes, edit_policy: PolicyEdit) -> bytes:
+    """The meta tag with only its content attribute's value changed, quoted as it was."""
+    match = _CONTENT_ATTRIBUTE.search(tag)
+    if match is None:
+        return tag
+    group = next(i for i in (1, 2, 3) if match.group(i) is not None)
+    raw = match.group(group).decode("latin-1")  # policies are ASCII; latin-1 keeps any byte as is
+    policy = html.unescape(raw)
+    edited = edit_policy(policy)
+    if edited == policy:
+        return tag
+    if group == 3:  # unquoted: the edited policy has spaces, so it needs quotes now
+        value = '"' + html.escape(edited, quote=True) + '"'
+    elif "&" in raw:
+        value = html.escape(edited, quote=True)
+    else:
+        value = edited.replace('"' if group == 1 else "'", "&#34;" if group == 1 else "&#39;")
+    start, end = match.span(group)
+    return tag[:start] + value.encode("latin-1") + tag[end:]
+
+
+def inject_buffered(
+    raw: bytes,
+    *,
+    encoding: str,
+    content_type: str | None,
+    snippet: str,
+    limit: int | None,
+    edit_policy: PolicyEdit | None = None,
+) -> Rewritten:
     try:
         document = codecs.decode(raw, encoding)
     except ValueError as e:
@@ -45,27 +94,30 @@ def inject_buffered(raw: bytes, *, encoding: str, content_type: str | None, snip
         return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
     if not charset.ascii_compatible:
         return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
-    insertion, reason = locate(document, limit)
+    insertion, facts, reason = locate(document, limit)
     if insertion is None:
         return Rewritten(None, reason)
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")
-    body = document[: insertion.offset] + encoded_snippet + document[insertion.offset :]
+    try:
+        body = splice(document, insertion.offset, encoded_snippet, facts.csp_meta, edit_policy)
+    except PolicyBlocked as e:
+        return Rewritten(None, str(e))
     return Rewritten(codecs.encode(body, encoding), "injected", insertion.offset, insertion.placement)
 
 
-def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, str]:
+def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, htmlscan.PageFacts, str]:
     """The insertion point as the streaming scanner would find it, or None and why not."""
     scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1)
     insertion = scanner.feed(document)
     if reason := body_skip_reason(document, scanner.facts):
-        return None, reason
+        return None, scanner.facts, reason
     if insertion is None:
         if scanner.exhausted:
-            return None, f"no insertion point within the first {limit} bytes (scan limit)"
+            return None, scanner.facts, f"no insertion point within the first {limit} bytes (scan limit)"
         insertion = scanner.finish()
-    return insertion, "injected"
+    return insertion, scanner.facts, "injected"
 
 
 def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: str, limit: int | None) -> Rewritten:
@@ -77,7 +129,7 @@ def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: 
     except UnicodeDecodeError as e:
         return Rewritten(None, f"body is not valid {codec}: {e}")
     view = text.encode("utf-8", "surrogatepass")
-    insertion, reason = locate(view, limit)
+    insertion, _, reason = locate(view, limit)
     if insertion is None:
         return Rewritten(None, reason)
     characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))

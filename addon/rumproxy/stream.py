@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rumproxy import codecs
 from rumproxy.htmlscan import loads_agent
+from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 
 if TYPE_CHECKING:
     from rumproxy.htmlscan import Insertion, InsertionScanner
@@ -60,6 +61,7 @@ class InjectingStream:
         scanner: InsertionScanner,
         on_done: Callable[[StreamOutcome], None] | None = None,
         label: str = "",
+        edit_policy: PolicyEdit | None = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:
@@ -69,6 +71,7 @@ class InjectingStream:
         self._decoder = codecs.decoder(name)
         self._encoder: codecs.Encoder | None = None
         self._snippet = snippet
+        self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
         self._on_done = on_done
         self._label = label or "response"
@@ -152,8 +155,15 @@ class InjectingStream:
         offset = insertion.offset
         if not 0 <= offset <= len(document):
             raise ValueError(f"insertion offset {offset} outside the {len(document)} bytes seen")
-        view = memoryview(document)
-        pieces = (view[:offset], self._snippet, view[offset:])
+        if self._edit_policy is not None and self._scanner.facts.csp_meta is not None:
+            try:
+                spliced = splice(document, offset, self._snippet, self._scanner.facts.csp_meta, self._edit_policy)
+            except PolicyBlocked as e:
+                return self._pass_raw(str(e))
+            pieces: tuple[bytes | memoryview, ...] = (spliced,)
+        else:
+            view = memoryview(document)
+            pieces = (view[:offset], self._snippet, view[offset:])
         if self._identity:
             out = b"".join(pieces)
         else:

@@ -1,0 +1,269 @@
+"""The site behind the proxy in the browser tests: small pages that exercise what a real site
+does to an injected agent (Content-Security-Policy in every form, a single-page app, a page
+that loads its own copy of the agent), served by Flask with the real `elastic-apm` agent.
+
+    python -m tests.apps.browserapp --port 0 [--host 127.0.0.1] [--apm-server-url URL]
+        [--service-name NAME] [--rum-server-url URL] [--tls-cert PEM --tls-key PEM]
+
+GET /                      fetch(API + "/api/items") as the page loads, API from ?api=ORIGIN
+                           (default: the page's own origin); the result goes into #items
+GET|OPTIONS /api/items     JSON, CORS for any origin (traceparent, tracestate, content-type)
+GET /csp/nonce             script-src 'nonce-N'; connect-src 'self'      (N random per response,
+GET /csp/strict-dynamic    script-src 'nonce-N' 'strict-dynamic'; …       or fixed by ?nonce=N)
+GET /csp/hash              script-src 'sha256-…' of the page's own inline script
+GET /csp/meta              the policy in a <meta http-equiv> after <meta charset>
+GET /csp/open              a policy that allows everything
+GET /csp/report-only       only a Content-Security-Policy-Report-Only header
+GET /spa                   #route-a / #route-b: history.pushState + fetch /api/items
+GET /own-agent             loads /static/elastic-apm-rum.umd.min.js and calls init itself
+GET /static/own-script.js  what the pages whose policy forbids inline script run instead
+
+Every page's own script marks `document.body.dataset.ownScript = "ran"`, so a test can tell a
+policy adjusted for the agent from one that broke the page. --rum-server-url (default: the
+--apm-server-url) is the serverUrl the /own-agent page gives its agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import html
+import json
+import secrets
+import signal
+import sys
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+from rumproxy.rules import VENDORED_AGENT
+
+ITEMS = [
+    {"id": 1, "name": "Trail Runner 2", "price": 89.0},
+    {"id": 2, "name": "Canvas Daypack", "price": 54.0},
+    {"id": 3, "name": "Merino Beanie", "price": 24.0},
+]
+CORS_ALLOW_HEADERS = "traceparent, tracestate, content-type"
+MARK_SCRIPT = 'document.body.dataset.ownScript = "ran";'
+OWN_SCRIPT_TAG = '<script src="/static/own-script.js"></script>'
+
+# The API origin comes from the query string, so one page serves the same- and cross-origin cases.
+FETCH_ITEMS = """
+(function () {
+  var api = new URLSearchParams(location.search).get("api") || "";
+  var list = document.getElementById("items");
+  fetch(api + "/api/items").then(function (response) {
+    if (!response.ok) { throw new Error("HTTP " + response.status); }
+    return response.json();
+  }).then(function (items) {
+    items.forEach(function (item) {
+      var li = document.createElement("li");
+      li.textContent = item.name;
+      list.appendChild(li);
+    });
+    list.dataset.state = "loaded";
+  }).catch(function (error) {
+    list.dataset.state = "failed: " + error;
+  });
+})();
+document.body.dataset.ownScript = "ran";
+"""
+
+SPA_SCRIPT = """
+(function () {
+  var view = document.getElementById("view");
+  function go(route) {
+    history.pushState({route: route}, "", "/spa/" + route);
+    document.title = "spa " + route;
+    view.dataset.state = "loading " + route;
+    fetch("/api/items?route=" + route).then(function (response) {
+      return response.json();
+    }).then(function (items) {
+      view.textContent = "route " + route + ": " + items.length + " items";
+      view.dataset.state = "shown " + route;
+    });
+  }
+  document.getElementById("route-a").addEventListener("click", function () { go("a"); });
+  document.getElementById("route-b").addEventListener("click", function () { go("b"); });
+})();
+document.body.dataset.ownScript = "ran";
+"""
+
+app = Flask(__name__)
+app.config["RUM_SERVER_URL"] = "http://127.0.0.1:8200"
+
+
+def page(title: str, body: str, *, head: str = "") -> str:
+    """A complete document: doctype, html, head with meta charset first, then `head`."""
+    return (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"{head}<title>{html.escape(title)}</title>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+        f"{body}</body>\n</html>\n"
+    )
+
+
+def html_response(text: str, status: int = 200) -> Response:
+    return Response(text, status, content_type="text/html; charset=utf-8")
+
+
+def nonce() -> str:
+    """A fresh nonce per response, unless the test fixes one (?nonce=…) to compare bytes."""
+    fixed = request.args.get("nonce", "")
+    return fixed if fixed.isalnum() else secrets.token_urlsafe(16).replace("-", "A").replace("_", "B")
+
+
+def sha256_source(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+
+@app.get("/")
+def index() -> Response:
+    return html_response(page("browserapp", f'<ul id="items" data-state="loading"></ul>\n<script>{FETCH_ITEMS}</script>\n'))
+
+
+@app.route("/api/items", methods=["GET", "OPTIONS"], provide_automatic_options=False)
+def api_items() -> Response:
+    if request.method == "OPTIONS":
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = jsonify(ITEMS)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@app.get("/csp/nonce")
+def csp_nonce() -> Response:
+    value = nonce()
+    response = html_response(page("csp nonce", f'<script nonce="{value}">{MARK_SCRIPT}</script>\n'))
+    response.headers["Content-Security-Policy"] = f"script-src 'nonce-{value}'; connect-src 'self'"
+    return response
+
+
+@app.get("/csp/strict-dynamic")
+def csp_strict_dynamic() -> Response:
+    value = nonce()
+    response = html_response(page("csp strict-dynamic", f'<script nonce="{value}">{MARK_SCRIPT}</script>\n'))
+    response.headers["Content-Security-Policy"] = (
+        f"script-src 'nonce-{value}' 'strict-dynamic'; object-src 'none'; base-uri 'none'"
+    )
+    return response
+
+
+@app.get("/csp/hash")
+def csp_hash() -> Response:
+    response = html_response(page("csp hash", f"<script>{MARK_SCRIPT}</script>\n"))
+    response.headers["Content-Security-Policy"] = f"script-src {sha256_source(MARK_SCRIPT)}"
+    return response
+
+
+@app.get("/csp/meta")
+def csp_meta() -> Response:
+    meta = "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'; connect-src 'self'\">\n"
+    return html_response(page("csp meta", OWN_SCRIPT_TAG + "\n", head=meta))
+
+
+@app.get("/csp/open")
+def csp_open() -> Response:
+    response = html_response(page("csp open", f"<script>{MARK_SCRIPT}</script>\n"))
+    response.headers["Content-Security-Policy"] = "default-src * 'unsafe-inline' 'unsafe-eval' data: blob:"
+    return response
+
+
+@app.get("/csp/report-only")
+def csp_report_only() -> Response:
+    response = html_response(page("csp report-only", OWN_SCRIPT_TAG + "\n"))
+    response.headers["Content-Security-Policy-Report-Only"] = "script-src 'self'; connect-src 'self'"
+    return response
+
+
+@app.get("/spa")
+@app.get("/spa/<route>")
+def spa(route: str = "") -> Response:
+    body = (
+        '<nav><button id="route-a">Route A</button> <button id="route-b">Route B</button></nav>\n'
+        '<p id="view" data-state="start">start</p>\n'
+        f"<script>{SPA_SCRIPT}</script>\n"
+    )
+    return html_response(page("spa", body))
+
+
+@app.get("/own-agent")
+def own_agent() -> Response:
+    config = json.dumps({"serviceName": "own-agent", "serverUrl": app.config["RUM_SERVER_URL"]})
+    head = (
+        '<script src="/static/elastic-apm-rum.umd.min.js" crossorigin></script>\n'
+        f"<script>elasticApm.init({config})</script>\n"
+    )
+    return html_response(page("own agent", f"<script>{MARK_SCRIPT}</script>\n", head=head))
+
+
+@app.get("/static/elastic-apm-rum.umd.min.js")
+def own_agent_bundle() -> Response:
+    response = Response(VENDORED_AGENT.read_bytes(), content_type="text/javascript; charset=utf-8")
+    response.headers["Access-Control-Allow-Origin"] = "*"  # loaded with crossorigin
+    return response
+
+
+@app.get("/static/own-script.js")
+def own_script() -> Response:
+    return Response(MARK_SCRIPT + "\n", content_type="text/javascript; charset=utf-8")
+
+
+@app.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status=204)  # no 404 noise in the console
+
+
+def configure_apm(server_url: str | None, service_name: str) -> None:
+    from elasticapm.contrib.flask import ElasticAPM
+
+    app.config["ELASTIC_APM"] = {
+        "SERVICE_NAME": service_name,
+        "SERVER_URL": server_url or "http://127.0.0.1:8200",
+        "ENABLED": server_url is not None,
+        "CENTRAL_CONFIG": False,
+        "CLOUD_PROVIDER": "none",
+        "METRICS_INTERVAL": "0ms",
+        "API_REQUEST_TIME": "200ms",
+        "TRANSACTION_SAMPLE_RATE": 1.0,
+        "CAPTURE_HEADERS": True,
+    }
+    ElasticAPM(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.apps.browserapp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--apm-server-url", help="report to this APM server; without it the agent is off")
+    parser.add_argument("--service-name", default="browserapp")
+    parser.add_argument("--rum-server-url", help="serverUrl of the /own-agent page (default: --apm-server-url)")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    options = parser.parse_args(argv)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    app.config["RUM_SERVER_URL"] = options.rum_server_url or options.apm_server_url or app.config["RUM_SERVER_URL"]
+    configure_apm(options.apm_server_url, options.service_name)
+    ssl_context = (options.tls_cert, options.tls_key) if options.tls_cert else None
+    server = make_server(options.host, options.port, app, threaded=True, ssl_context=ssl_context)
+    # SIGTERM → SystemExit, so atexit handlers (elastic-apm's final flush) still run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    scheme = "https" if ssl_context else "http"
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    print(f"browserapp: listening at {scheme}://{host}:{server.server_port}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Fixtures of the browser suite: one Playwright per session, one Chromium per module (a module
+may override `browser_args` or `browser_executable`), a fresh context and page per test, and a
+screenshot plus the console log under artifacts/browser/ for every failed test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, VIOLATION_LISTENER, BrowserPage, artifact_stem
+from tests.harness import Intake
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or report.when not in ("setup", "call"):
+        return
+    pages = [value for value in getattr(item, "funcargs", {}).values() if isinstance(value, BrowserPage)]
+    for index, browser_page in enumerate(pages):
+        stem = artifact_stem(item.nodeid) + (f"-{index}" if index else "")
+        saved = browser_page.save_artifacts(stem)
+        report.sections.append(("browser artifacts", "\n".join(str(path) for path in saved)))
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH: the browser suite drives a real Chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser suite needs the playwright package")
+
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser_args() -> list[str]:
+    """Extra Chromium switches for the module's browser (a proxy, trusted certificates, …)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def browser_executable() -> str | None:
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any, browser_args: list[str], browser_executable: str) -> Iterator[Any]:
+    browser = playwright.chromium.launch(
+        executable_path=browser_executable, args=[*CHROMIUM_ARGS, *browser_args], headless=True
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def browser_page(browser: Any) -> Iterator[BrowserPage]:
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    browser_page = BrowserPage(page=None)
+    context.expose_function("__rumproxyViolation", lambda violation: browser_page.violations.append(violation))
+    context.add_init_script(VIOLATION_LISTENER)
+    browser_page.page = context.new_page()
+    browser_page.attach()
+    yield browser_page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def intake() -> Iterator[Intake]:
+    with Intake() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_intake(request: pytest.FixtureRequest) -> None:
+    """Every test starts from an empty intake (tests that use one)."""
+    if "intake" in request.fixturenames:
+        request.getfixturevalue("intake").reset()

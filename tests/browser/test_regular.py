@@ -1,0 +1,148 @@
+"""Regular (explicit proxy) mode in a real Chromium: only the sites the rules name are
+instrumented, others pass byte for byte, and HTTPS sites work through mitmproxy's CA."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.browser.support import (
+    BrowserApp,
+    BrowserPage,
+    assert_document_linked,
+    browser_suite,
+    linked_backend,
+    rule,
+    write_rules,
+)
+from tests.harness import Intake, Mitmdump
+
+pytestmark = browser_suite
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that nobody trusts: mitmproxy is told not to verify it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def spki_sha256(pem: Path) -> str:
+    """Base64 SHA-256 of a certificate's SubjectPublicKeyInfo, as Chromium's
+    --ignore-certificate-errors-spki-list wants it."""
+    certificate = x509.load_pem_x509_certificate(pem.read_bytes())
+    spki = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
+@pytest.fixture(scope="module")
+def app(intake: Intake) -> Iterator[BrowserApp]:
+    """The site the rules name."""
+    with BrowserApp(apm_server_url=intake.url, service_name="named-backend") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def other_app() -> Iterator[BrowserApp]:
+    """A site on the same host, another port, that the rules do not name."""
+    with BrowserApp(service_name="other-backend") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tls_app(intake: Intake, tmp_path_factory) -> Iterator[BrowserApp]:
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    with BrowserApp(apm_server_url=intake.url, service_name="tls-backend",
+                    args=["--tls-cert", str(cert), "--tls-key", str(key)]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(app: BrowserApp, other_app: BrowserApp, tls_app: BrowserApp, intake: Intake,
+          tmp_path_factory) -> Iterator[Mitmdump]:
+    rules = write_rules(
+        tmp_path_factory.mktemp("regular") / "rules.yaml",
+        server_url=intake.url,
+        rules=[rule("named", [f"127.0.0.1:{app.port}", f"127.0.0.1:{tls_app.port}"])],
+    )
+    # The TLS site's certificate is self-signed.
+    with Mitmdump(mode="regular", rules=rules, args=["--set", "ssl_insecure=true"]) as mitmdump:
+        yield mitmdump
+
+
+@pytest.fixture(scope="module")
+def browser_args(proxy: Mitmdump) -> list[str]:
+    return [
+        f"--proxy-server=http://127.0.0.1:{proxy.port}",
+        "--proxy-bypass-list=<-loopback>",  # Chromium sends loopback around the proxy otherwise
+        f"--ignore-certificate-errors-spki-list={spki_sha256(proxy.ca_cert)}",
+    ]
+
+
+def test_the_named_site_is_instrumented(browser_page: BrowserPage, app: BrowserApp, intake: Intake) -> None:
+    url = f"{app.url}/"
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
+def test_a_site_the_rules_do_not_name_passes_byte_for_byte(browser_page: BrowserPage, proxy: Mitmdump,
+                                                           other_app: BrowserApp) -> None:
+    direct = requests.Session()
+    direct.trust_env = False
+    expected = direct.get(f"{other_app.url}/", timeout=10)
+    mark = proxy.mark()
+    response = browser_page.goto(f"{other_app.url}/")
+    proxy.wait_for_log(re.escape(f"GET {other_app.url}/"), since=mark)  # it did go through the proxy
+    assert response.body() == expected.content
+    assert "x-rum-injected" not in response.headers
+    assert not browser_page.injected()
+    browser_page.page.wait_for_selector("#items[data-state=loaded]")
+    browser_page.assert_clean()
+
+
+def test_https_site_through_the_proxy(browser_page: BrowserPage, tls_app: BrowserApp, intake: Intake) -> None:
+    url = f"{tls_app.url}/"
+    assert url.startswith("https://")
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()

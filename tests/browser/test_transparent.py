@@ -1,0 +1,157 @@
+"""Transparent mode in a real Chromium: the browser does not know about the proxy at all.
+
+Two network namespaces joined by a veth pair stand in for a client and its router:
+
+    client ns  10.231.0.2 ── veth ── 10.231.0.1  router ns: app, intake, mitmdump --mode transparent
+                                                 iptables: PREROUTING tcp dport <app> → mitmdump
+
+Chromium runs in the client namespace (through a wrapper script given to Playwright as its
+executable) and loads http://10.231.0.1:<app>/; the router redirects that connection into
+mitmdump, which finds the original destination and forwards it. The tests read the intake's
+--jsonl file: the intake is not reachable from the tests' own namespace.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.browser.support import (
+    CHROMIUM,
+    BrowserApp,
+    BrowserPage,
+    JsonlIntakeReader,
+    assert_document_linked,
+    browser_suite,
+    is_root,
+    linked_backend,
+    rule,
+    write_rules,
+)
+from tests.harness import Mitmdump, PythonApp
+
+pytestmark = browser_suite
+
+ROUTER_IP = "10.231.0.1"
+CLIENT_IP = "10.231.0.2"
+
+
+@dataclass(frozen=True)
+class Network:
+    client: str  # namespace names
+    router: str
+    router_veth: str  # the router's interface towards the client
+
+    def exec_in(self, namespace: str) -> list[str]:
+        return ["ip", "netns", "exec", namespace]
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def checked(*argv: str) -> None:
+    result = run(*argv)
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[Network]:
+    if not is_root():
+        pytest.skip("transparent mode needs root, to create network namespaces and iptables rules")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"transparent mode needs `{tool}` (iproute2 / iptables)")
+    suffix = secrets.token_hex(3)  # unique names: runs in parallel do not collide
+    network = Network(client=f"rumproxy-c-{suffix}", router=f"rumproxy-r-{suffix}", router_veth=f"rpr{suffix}")
+    client_veth = f"rpc{suffix}"
+    created: list[str] = []
+    try:
+        result = run("ip", "netns", "add", network.client)
+        if result.returncode != 0:
+            pytest.skip(f"cannot create a network namespace (`ip netns add`): {result.stderr.strip()}")
+        created.append(network.client)
+        checked("ip", "netns", "add", network.router)
+        created.append(network.router)
+        checked("ip", "link", "add", client_veth, "netns", network.client, "type", "veth",
+                "peer", "name", network.router_veth, "netns", network.router)
+        for namespace, veth, address in ((network.client, client_veth, CLIENT_IP),
+                                         (network.router, network.router_veth, ROUTER_IP)):
+            inside = network.exec_in(namespace)
+            checked(*inside, "ip", "link", "set", "lo", "up")
+            checked(*inside, "ip", "addr", "add", f"{address}/24", "dev", veth)
+            checked(*inside, "ip", "link", "set", veth, "up")
+        yield network
+    finally:
+        # Deleting a namespace takes its veth end, its peer and its iptables rules with it.
+        for namespace in reversed(created):
+            run("ip", "netns", "del", namespace)
+
+
+@pytest.fixture(scope="module")
+def intake(network: Network, tmp_path_factory) -> Iterator[JsonlIntakeReader]:
+    """Overrides the suite's intake: this one runs in the router namespace."""
+    events = tmp_path_factory.mktemp("intake") / "events.jsonl"
+    events.touch()
+    server = PythonApp("rumproxy.intake", ["--quiet", "--host", ROUTER_IP, "--jsonl", str(events)], name="intake")
+    server.argv = [*network.exec_in(network.router), *server.argv]
+    with server:
+        yield JsonlIntakeReader(events, server.url)
+
+
+@pytest.fixture(scope="module")
+def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
+    with BrowserApp(apm_server_url=intake.url, service_name="router-backend",
+                    args=["--host", ROUTER_IP], wrapper=network.exec_in(network.router)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(network: Network, app: BrowserApp, intake: JsonlIntakeReader, tmp_path_factory) -> Iterator[Mitmdump]:
+    rules = write_rules(tmp_path_factory.mktemp("transparent") / "rules.yaml",
+                        server_url=intake.url, rules=[rule("router", [ROUTER_IP])])
+    with Mitmdump(mode="transparent", rules=rules, args=["--listen-host", ROUTER_IP],
+                  wrapper=network.exec_in(network.router)) as mitmdump:
+        # Only the app's port: the agents' reports to the intake go straight to it.
+        checked(*network.exec_in(network.router), "iptables", "-t", "nat", "-A", "PREROUTING",
+                "-i", network.router_veth, "-p", "tcp", "--dport", str(app.port),
+                "-j", "REDIRECT", "--to-ports", str(mitmdump.port))
+        yield mitmdump
+
+
+@pytest.fixture(scope="module")
+def browser_executable(network: Network, tmp_path_factory) -> str:
+    """Chromium, started inside the client namespace."""
+    assert CHROMIUM is not None
+    script = Path(tmp_path_factory.mktemp("chromium")) / "chromium-in-client-ns"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"exec {shlex.join(network.exec_in(network.client))} {shlex.quote(CHROMIUM)} \"$@\"\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_page_in_transparent_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump,
+                                                                app: BrowserApp, intake: JsonlIntakeReader) -> None:
+    url = f"http://{ROUTER_IP}:{app.port}/"
+    mark = proxy.mark()
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    proxy.wait_for_log(re.escape(f"{CLIENT_IP}:") + r"\d+: GET " + re.escape(url), since=mark)  # via mitmdump
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    assert browser_page.page.locator("#items").get_attribute("data-state") == "loaded"
+    browser_page.assert_clean()
