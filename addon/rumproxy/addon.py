@@ -200,10 +200,11 @@ class RumInject:
         )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
-        self._instrument_headers(response, state, state.plan.csp)
-        response.headers.pop("content-length", None)
-        if flow.request.http_version == "HTTP/1.1" and "chunked" not in response.headers.get("transfer-encoding", ""):
-            response.headers["transfer-encoding"] = "chunked"
+        headers = self._instrumented_headers(response, state, state.plan.csp)
+        headers.pop("content-length", None)
+        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.get("transfer-encoding", ""):
+            headers["transfer-encoding"] = "chunked"
+        response.headers = headers
         response.stream = stream
 
     def _should_stream(self, flow: http.HTTPFlow, plan: Plan) -> bool:
@@ -255,11 +256,12 @@ class RumInject:
         )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
-        # Nothing above changed the response; from here on only assignments that cannot fail.
-        self._instrument_headers(response, state, plan.csp)
+        headers = self._instrumented_headers(response, state, plan.csp)
+        if "transfer-encoding" not in headers:
+            headers["content-length"] = str(len(result.body))
+        # Nothing above changed the response; these assignments cannot fail.
+        response.headers = headers
         response.raw_content = result.body
-        if "transfer-encoding" not in response.headers:
-            response.headers["content-length"] = str(len(result.body))
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset})")
 
     def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
@@ -334,18 +336,22 @@ class RumInject:
             return None
         return adjustment
 
-    def _instrument_headers(self, response: http.Response, state: FlowState, policy: csp.CspAdjustment) -> None:
-        response.headers[decision.MARKER_HEADER] = "rumproxy"
-        etag = response.headers.get("etag")
+    def _instrumented_headers(self, response: http.Response, state: FlowState, policy: csp.CspAdjustment) -> http.Headers:
+        """A copy of the response headers as they fit the instrumented page: built aside, so a
+        failure half-way leaves the response's own headers as received."""
+        headers = response.headers.copy()
+        headers[decision.MARKER_HEADER] = "rumproxy"
+        etag = headers.get("etag")
         if etag and not etag.startswith("W/"):
             # The body differs from the one the strong validator names.
-            response.headers["etag"] = "W/" + etag
+            headers["etag"] = "W/" + etag
         for name in ("accept-ranges", "content-md5", "digest", "repr-digest", "content-digest"):
-            response.headers.pop(name, None)
+            headers.pop(name, None)
         if policy.changed:
-            response.headers.set_all("content-security-policy", list(policy.policies))
+            headers.set_all("content-security-policy", list(policy.policies))
         if state.trace is not None:
-            tracing.expose(response, state.trace, state.rule.trace, state.tracestate)
+            tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
+        return headers
 
 
 def site(request: http.Request) -> tuple[str, int]:

@@ -36,15 +36,15 @@ def begin(request: http.Request, spec: TraceSpec) -> PageTrace:
     return PageTrace(trace_id=parent.trace_id, span_id=parent.parent_id, sampled=sampled, traceparent=parent.header())
 
 
-def expose(response: http.Response, trace: PageTrace, spec: TraceSpec, tracestate: str | None) -> None:
+def expose(headers: http.Headers, trace: PageTrace, spec: TraceSpec, tracestate: str | None) -> None:
     """Let a person or a script find the page's trace from the response alone."""
     if spec.server_timing:
         metric = f'traceparent;desc="{trace.traceparent}"'
-        existing = ", ".join(response.headers.get_all("server-timing"))
-        response.headers["server-timing"] = f"{existing}, {metric}" if existing else metric
+        existing = ", ".join(headers.get_all("server-timing"))
+        headers["server-timing"] = f"{existing}, {metric}" if existing else metric
     if spec.response_headers:
-        response.headers["traceparent"] = trace.traceparent
+        headers["traceparent"] = trace.traceparent
         if tracestate:
-            response.headers["tracestate"] = tracestate
-    if spec.timing_allow_origin and "timing-allow-origin" not in response.headers:
-        response.headers["timing-allow-origin"] = spec.timing_allow_origin
+            headers["tracestate"] = tracestate
+    if spec.timing_allow_origin and "timing-allow-origin" not in headers:
+        headers["timing-allow-origin"] = spec.timing_allow_origin

@@ -1,0 +1,144 @@
+"""The addon's hooks with mitmproxy's test doubles: fail open, fast paths, flow annotations."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from rumproxy import addon as addon_module
+from rumproxy.addon import RumInject
+
+PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    (tmp_path / "agent.js").write_text("/* agent */")
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            rules:
+              - name: shop
+                hosts: ["shop.test"]
+                agent:
+                  script: agent.js
+                  config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
+            """
+        )
+    )
+    return path
+
+
+def page_flow(host: str = "shop.test", body: bytes = PAGE, **response_headers: str):
+    flow = tflow.tflow(
+        req=tutils.treq(host=host, port=80, path=b"/", headers=((b"host", host.encode()), (b"sec-fetch-dest", b"document")))
+    )
+    flow.response = tutils.tresp(
+        content=body, headers=((b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()))
+    )
+    for name, value in response_headers.items():
+        flow.response.headers[name.replace("_", "-")] = value
+    return flow
+
+
+def run(addon: RumInject, flow) -> None:
+    response = flow.response
+    flow.response = None
+    addon.request(flow)
+    flow.response = response
+    addon.responseheaders(flow)
+    addon.response(flow)
+
+
+def test_injects_and_annotates(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow()
+        run(rum, flow)
+        assert b"/__rum/" in flow.response.content
+        assert flow.request.headers["traceparent"].startswith("00-")
+        meta = flow.metadata["rumproxy"]
+        assert meta["rule"] == "shop" and meta["action"].startswith("injected (after-meta")
+        assert flow.comment.startswith(f"rumproxy: rule shop, trace {meta['trace_id']}")
+
+
+def test_unmatched_host_is_not_touched_at_all(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow(host="other.test")
+        before = flow.copy()
+        run(rum, flow)
+        assert flow.response.raw_content == before.response.raw_content
+        assert flow.response.headers == before.response.headers
+        assert flow.request.headers == before.request.headers
+        assert "rumproxy" not in flow.metadata and not flow.comment
+
+
+@pytest.mark.parametrize("where", ["inject_buffered", "tracing.expose"])
+def test_an_exception_leaves_the_response_as_received_and_logs_one_line(rules, monkeypatch, caplog, where):
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    if where == "inject_buffered":
+        monkeypatch.setattr(addon_module, "inject_buffered", explode)
+    else:
+        monkeypatch.setattr(addon_module.tracing, "expose", explode)
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow(etag='"v1"')
+        original = flow.response.copy()
+        with caplog.at_level(logging.ERROR, logger="rumproxy"):
+            run(rum, flow)
+        assert flow.response.raw_content == original.raw_content
+        assert flow.response.headers == original.headers
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "response left as received" in errors[0].getMessage() and "boom" in errors[0].getMessage()
+
+
+def test_a_bad_rules_file_is_an_options_error_naming_file_line_and_key(rules):
+    rules.write_text("version: 1\nrules:\n  - hosts: [a]\n    nope: 1\n")
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=r"rules\.yaml:4: rules\[0\]\.nope: unknown key"):
+            tctx.configure(rum, rum_rules=str(rules))
+
+
+def test_a_bad_reload_keeps_the_last_good_rules(rules, caplog):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        good = rum.rules
+        rules.write_text("version: 1\nrules: [")
+        with caplog.at_level(logging.ERROR, logger="rumproxy"):
+            rum._reload(rules)
+        assert rum.rules is good
+        assert "the last good rules stay active" in caplog.text
+
+
+def test_streaming_is_chosen_for_unsized_bodies(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow()
+        del flow.response.headers["content-length"]
+        response = flow.response
+        flow.response = None
+        rum.request(flow)
+        flow.response = response
+        rum.responseheaders(flow)
+        assert callable(flow.response.stream)
+        assert "content-length" not in flow.response.headers
+        assert flow.response.headers["transfer-encoding"] == "chunked"
+        out = b"".join(bytes(flow.response.stream(PAGE[i : i + 7])) for i in range(0, len(PAGE), 7)) + flow.response.stream(b"")
+        assert out.replace(out[out.index(b"<script") : out.rindex(b"</script>") + 9], b"") == PAGE
+        assert flow.metadata["rumproxy"]["action"].startswith("injected while streaming")
