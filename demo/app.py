@@ -11,14 +11,13 @@ must work offline and without any CDN.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 
 import elasticapm
-from elasticapm.contrib.flask import ElasticAPM
 from flask import Flask, Response, abort, jsonify, request
-from werkzeug.serving import make_server
+
+from demo.serving import serve, trace_with_elastic_apm
 
 PRODUCTS = [
     {"id": 1, "name": "Trail Runner 2", "kind": "Shoes", "price": 89.00, "hue": 12, "featured": True, "sale": False},
@@ -218,19 +217,7 @@ def no_store(html: str) -> Response:
 
 def create_app(apm_server_url: str | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["ELASTIC_APM"] = {
-        "SERVICE_NAME": "demo-backend",
-        "SERVER_URL": apm_server_url or "http://127.0.0.1:8200",
-        "ENABLED": apm_server_url is not None,
-        "CENTRAL_CONFIG": False,
-        "CLOUD_PROVIDER": "none",
-        "METRICS_INTERVAL": "0ms",
-        "API_REQUEST_TIME": "200ms",
-        "TRANSACTION_SAMPLE_RATE": 1.0,
-        "CAPTURE_HEADERS": True,
-    }
-    # app.debug stays False: the Flask agent records nothing in debug mode.
-    ElasticAPM(app)
+    trace_with_elastic_apm(app, apm_server_url, "demo-backend")
 
     @app.get("/")
     def shop() -> Response:
@@ -267,18 +254,9 @@ def main(argv: list[str] | None = None) -> None:
                         "traces; without it the agent is off")
     options = parser.parse_args(argv)
     app = create_app(options.apm_server_url)
-    server = make_server(options.host, options.port, app, threaded=True)
-    # SIGTERM → SystemExit, so elastic-apm's atexit flush still sends the last transactions.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     apm = f"reporting to {options.apm_server_url}" if options.apm_server_url else "off (no --apm-server-url)"
     print(f"demo-app: elastic-apm {apm}", file=sys.stderr)
-    print(f"demo-app: listening at http://{options.host}:{server.server_port}", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(app, name="demo-app", host=options.host, port=options.port)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,10 @@ import hashlib
 import html
 import json
 import secrets
-import signal
-import sys
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import make_server
 
+from demo.serving import serve, trace_with_elastic_apm
 from rumproxy.rules import VENDORED_AGENT
 
 ITEMS = [
@@ -218,23 +216,6 @@ def favicon() -> Response:
     return Response(status=204)  # no 404 noise in the console
 
 
-def configure_apm(server_url: str | None, service_name: str) -> None:
-    from elasticapm.contrib.flask import ElasticAPM
-
-    app.config["ELASTIC_APM"] = {
-        "SERVICE_NAME": service_name,
-        "SERVER_URL": server_url or "http://127.0.0.1:8200",
-        "ENABLED": server_url is not None,
-        "CENTRAL_CONFIG": False,
-        "CLOUD_PROVIDER": "none",
-        "METRICS_INTERVAL": "0ms",
-        "API_REQUEST_TIME": "200ms",
-        "TRANSACTION_SAMPLE_RATE": 1.0,
-        "CAPTURE_HEADERS": True,
-    }
-    ElasticAPM(app)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.apps.browserapp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -249,20 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     if bool(options.tls_cert) != bool(options.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     app.config["RUM_SERVER_URL"] = options.rum_server_url or options.apm_server_url or app.config["RUM_SERVER_URL"]
-    configure_apm(options.apm_server_url, options.service_name)
+    trace_with_elastic_apm(app, options.apm_server_url, options.service_name)
     ssl_context = (options.tls_cert, options.tls_key) if options.tls_cert else None
-    server = make_server(options.host, options.port, app, threaded=True, ssl_context=ssl_context)
-    # SIGTERM → SystemExit, so atexit handlers (elastic-apm's final flush) still run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    scheme = "https" if ssl_context else "http"
-    host = f"[{options.host}]" if ":" in options.host else options.host
-    print(f"browserapp: listening at {scheme}://{host}:{server.server_port}", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve(app, name="browserapp", host=options.host, port=options.port, ssl_context=ssl_context)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ import base64
 import codecs
 import collections
 import gzip
-import signal
-import sys
 import threading
 import time
 import zlib
@@ -37,7 +35,9 @@ from typing import Any
 import brotli
 import zstandard
 from flask import Flask, Response, abort, jsonify, request
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
+
+from demo.serving import serve, trace_with_elastic_apm
 
 BASIC = (
     '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -256,23 +256,6 @@ def api_items() -> Response:
     return response
 
 
-def configure_apm(server_url: str | None, service_name: str) -> None:
-    from elasticapm.contrib.flask import ElasticAPM
-
-    app.config["ELASTIC_APM"] = {
-        "SERVICE_NAME": service_name,
-        "SERVER_URL": server_url or "http://127.0.0.1:8200",
-        "ENABLED": server_url is not None,
-        "CENTRAL_CONFIG": False,
-        "CLOUD_PROVIDER": "none",
-        "METRICS_INTERVAL": "0ms",
-        "API_REQUEST_TIME": "200ms",
-        "TRANSACTION_SAMPLE_RATE": 1.0,
-        "CAPTURE_HEADERS": True,
-    }
-    ElasticAPM(app)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.apps.upstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,18 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--apm-server-url", help="report to this APM server; without it the agent is off")
     parser.add_argument("--service-name", default="upstream")
     options = parser.parse_args(argv)
-    configure_apm(options.apm_server_url, options.service_name)
-    server = make_server(options.host, options.port, app, threaded=True,
-                         request_handler=RawHeadersRequestHandler)
-    # SIGTERM → SystemExit, so atexit handlers (elastic-apm's final flush) still run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"upstream: listening at http://{options.host}:{server.server_port}", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    trace_with_elastic_apm(app, options.apm_server_url, options.service_name)
+    serve(app, name="upstream", host=options.host, port=options.port, request_handler=RawHeadersRequestHandler)
 
 
 if __name__ == "__main__":

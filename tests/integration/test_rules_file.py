@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.harness import ADDON_SCRIPT, REPO_ROOT, Mitmdump, venv_bin, wait_until
+from tests.harness import ADDON_SCRIPT, Mitmdump, venv_bin, wait_until
 from tests.integration.conftest import write_rules
 
 pytestmark = pytest.mark.integration
