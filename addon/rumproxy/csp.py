@@ -130,10 +130,7 @@ def allow_connect(policy: str, *, page_origin: str, connect_url: str) -> str:
     edits: list[tuple[int, int, str]] = []
     added: list[str] = []
     _extend(beacons, connect.source, "connect-src", edits, added)
-    if added:
-        end = len(policy.rstrip(_WHITESPACE))
-        edits.append((end, end, f" {added[0]};" if policy[:end].endswith(";") else f"; {added[0]}"))
-    return _apply(policy, edits)
+    return _apply(policy, edits + _new_directives(policy, added))
 
 
 def _adjust(
@@ -165,11 +162,7 @@ def _adjust(
         beacons = _effective(directives, ("connect-src", "default-src"))
         if connect and beacons and not _url_allowed(beacons.tokens, connect, origin):
             _extend(beacons, connect.source, "connect-src", edits, added)
-        if added:
-            end = len(text.rstrip(_WHITESPACE))
-            joined = "; ".join(added)
-            edits.append((end, end, f" {joined};" if text[:end].endswith(";") else f"; {joined}"))
-        out.append(_apply(text, edits))
+        out.append(_apply(text, edits + _new_directives(text, added)))
     return out, nonce
 
 
@@ -202,6 +195,15 @@ def _extend(d: _Directive, source: str, own_name: str, edits: list[tuple[int, in
         edits.append((*d.spans[0], source))
     else:
         edits.append((d.end, d.end, f" {source}"))
+
+
+def _new_directives(text: str, added: list[str]) -> list[tuple[int, int, str]]:
+    """The edit that appends whole new directives at the end of a policy, keeping its last ';'."""
+    if not added:
+        return []
+    end = len(text.rstrip(_WHITESPACE))
+    joined = "; ".join(added)
+    return [(end, end, f" {joined};" if text[:end].endswith(";") else f"; {joined}")]
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
