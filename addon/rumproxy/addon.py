@@ -139,7 +139,7 @@ class RumInject:
         if rule is None:
             return
         state = FlowState(rule=rule)
-        if rule.inject and rule.trace.propagate and decision.is_navigation(flow.request):
+        if rule.trace.propagate and decision.is_navigation(flow.request):
             state.trace = tracing.begin(flow.request, rule.trace)
             state.tracestate = flow.request.headers.get("tracestate")
         self.flows[flow] = state
@@ -177,6 +177,9 @@ class RumInject:
     def _responseheaders(self, flow: http.HTTPFlow, state: FlowState) -> None:
         response = flow.response
         assert response is not None
+        if not state.rule.inject:
+            self.flows.pop(flow, None)
+            return self._trace_only(flow, state)
         skip = decision.response_skip_reason(flow, state.rule)
         if skip is None:
             state.plan = self._plan(flow, state)
@@ -206,6 +209,16 @@ class RumInject:
             headers["transfer-encoding"] = "chunked"
         response.headers = headers
         response.stream = stream
+
+    def _trace_only(self, flow: http.HTTPFlow, state: FlowState) -> None:
+        """A rule with inject: false still tells the client which trace its page is in."""
+        response = flow.response
+        assert response is not None
+        if state.trace is not None:
+            headers = response.headers.copy()
+            tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
+            response.headers = headers
+        self._record(flow, state, "trace only (inject: false)")
 
     def _should_stream(self, flow: http.HTTPFlow, plan: Plan) -> bool:
         response = flow.response

@@ -35,8 +35,6 @@ def response_skip_reason(flow: http.HTTPFlow, rule: Rule) -> str | None:
     """Why this response is left exactly as received, or None when it may be instrumented."""
     request, response = flow.request, flow.response
     assert response is not None
-    if not rule.inject:
-        return "rule has inject: false"
     if request.method == "HEAD":
         return "HEAD request"
     if response.status_code < 200 or response.status_code in NO_BODY_STATUSES:

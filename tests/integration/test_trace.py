@@ -46,6 +46,9 @@ def traced_proxy(backend: Upstream, intake: Intake, tmp_path_factory) -> Iterato
             sample_rate: 0.0
             response_headers: false
             timing_allow_origin: "*"
+        - name: trace-only
+          hosts: ["trace-only.test"]
+          inject: false
         """,
     )
     with Mitmdump(mode=f"reverse:{backend.url}", rules=rules, args=["--set", "keep_host_header=true"]) as proxy:
@@ -193,3 +196,13 @@ def test_flows_are_annotated_for_mitmweb(tmp_path: Path, http, backend, intake):
     assert meta["rule"] == "shop" and re.fullmatch(r"[0-9a-f]{32}", meta["trace_id"])
     assert f"trace {meta['trace_id']}" in injected.comment and "injected" in injected.comment
     assert "skipped: not HTML" in skipped.comment
+
+
+def test_a_trace_only_rule_propagates_without_injecting(http, backend, traced_proxy):
+    direct = http.get(f"{backend.url}/page?body=basic", timeout=10)
+    response = http.get(f"{traced_proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "trace-only.test"}, timeout=10)
+    [sent] = upstream_header(backend, "traceparent")
+    assert TRACEPARENT.fullmatch(sent)
+    assert response.content == direct.content
+    assert response.headers["server-timing"] == f'traceparent;desc="{sent}"'
+    assert "x-rum-injected" not in response.headers
