@@ -98,9 +98,15 @@ _HEAD_CONTENT = frozenset(
 # Before a head, html and head start tags do not end the implicit head either.
 _BEFORE_HEAD_NEUTRAL = (_HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
 _INERT = frozenset({b"noscript", b"template"})
-_AMP = frozenset({b"amp", b"amp4email", b"amp4ads", "⚡".encode(), "⚡4email".encode(), "⚡4ads".encode()})
+_BOLT = "⚡".encode()
+_AMP = frozenset({b"amp", b"amp4email", b"amp4ads", _BOLT, _BOLT + b"4email", _BOLT + b"4ads"})
 _PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})
 _CSP_PRAGMA = b"content-security-policy"
+
+
+def _may_be_amp(rest: bytes) -> bool:
+    """Cheap pre-check: every name in _AMP contains "amp" or the bolt."""
+    return b"amp" in rest.lower() or _BOLT in rest
 
 
 def _moves_point(attrs: dict[bytes, bytes]) -> bool:
@@ -199,6 +205,9 @@ class InsertionScanner(tok.Tokenizer):
         elif self._inert:
             pass  # a point in there would put the snippet where it never runs
         elif name == b"meta":
+            lowered = rest.lower()
+            if b"charset" not in lowered and b"http-equiv" not in lowered:
+                return False  # neither attribute that matters: skip parsing the others
             attrs = tok.attributes(rest)
             if attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA:
                 # Scripts before a meta policy are not subject to it: stop right before it.
@@ -207,7 +216,7 @@ class InsertionScanner(tok.Tokenizer):
             if _moves_point(attrs):
                 self._advance(end, "after-meta")
         elif name == b"html":
-            if not self._amp and not _AMP.isdisjoint(tok.attributes(rest)):
+            if not self._amp and _may_be_amp(rest) and not _AMP.isdisjoint(tok.attributes(rest)):
                 self._amp = True
             if not self._seen_html:
                 self._seen_html = True

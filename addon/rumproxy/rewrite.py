@@ -48,11 +48,13 @@ def snippet_bytes(snippet: str, charset: Charset) -> bytes | None:
 def splice(document: bytes, offset: int, snippet: bytes, csp_meta: tuple[int, int] | None, edit_policy: PolicyEdit | None) -> bytes:
     """The page with the snippet at `offset`; and, only where a <meta> Content-Security-Policy
     after it would block the agent's beacons, that policy's content widened as little as needed."""
+    # One join of views copies the page once; slicing and `+` would copy a large page three times.
+    view = memoryview(document)
     if csp_meta is None or edit_policy is None:
-        return document[:offset] + snippet + document[offset:]
+        return b"".join((view[:offset], snippet, view[offset:]))
     start, end = csp_meta
     tag = document[start:end]
-    return document[:offset] + snippet + document[offset:start] + meta_with_policy(tag, edit_policy) + document[end:]
+    return b"".join((view[:offset], snippet, view[offset:start], meta_with_policy(tag, edit_policy), view[end:]))
 
 
 def meta_with_policy(tag: bytes, edit_policy: PolicyEdit) -> bytes:

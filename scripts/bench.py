@@ -1,0 +1,193 @@
+"""What the RUM addon costs on top of plain mitmdump, measured in one run (issue 5).
+
+    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~15 min
+    scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
+    scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
+
+nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br). In
+every round, for every page and encoding, each configuration gets a fresh proxy and the
+measurements alternate between them (A B C D A B C D …): throughput with wrk, the proxy's CPU time
+per request, time to first body byte and total time of single requests, and the proxy's peak RSS.
+The medians over the rounds are printed with their ratio to plain mitmdump and written to
+bench-results/<timestamp>.json. Every single response is checked: the page as served, with
+exactly one snippet where one belongs.
+
+Configurations:
+  pass         plain `mitmdump --mode reverse:` without the addon (the baseline)
+  pass-stream  plain mitmdump with stream_large_bodies at the addon's STREAM_ABOVE
+  never        the addon, whole bodies rewritten (rum_stream=never)
+  always       the addon, streaming every page (rum_stream=always)
+  auto         the addon as shipped (rum_stream=auto)
+  nginx-sub    nginx sub_filter '</head>' proxying to the same origin (the reference)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import pages, report, runner, servers
+
+from rumproxy.addon import STREAM_ABOVE
+from rumproxy.rules import VENDORED_AGENT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not servers.nginx_has_sub_filter():
+        print("bench: this nginx lacks ngx_http_sub_module (sub_filter): apt-get install nginx-light", file=sys.stderr)
+        return 2
+    if not VENDORED_AGENT.is_file():
+        print("bench: the vendored @elastic/apm-rum bundle is missing: run scripts/setup", file=sys.stderr)
+        return 2
+    started = datetime.datetime.now()
+    machine = report.machine()
+    note = (f"wrk -t{args.threads} -c{args.connections}, the proxy and the nginx origin share the same "
+            f"{machine['cpus']} CPUs: absolute numbers are lower than on separate machines; compare the ratios")
+    print(f"bench: {report.machine_text(machine)}\nbench: {note}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="rumproxy-bench-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)  # nginx's workers read the pages
+        print("bench: generating pages", file=sys.stderr)
+        served = pages.write_pages(work / "pages", args.pages)
+        sizes = {p.name: {e: p.compressed_size(work / "pages", e) for e in pages.ENCODINGS} for p in served}
+        origin, origin_port = servers.start_origin(work / "nginx-origin", work / "pages")
+        reference = reference_port = None
+        try:
+            if "nginx-sub" in args.configs:
+                reference, reference_port = servers.start_reference(work / "nginx-ref", origin_port,
+                                                                    runner.REFERENCE_SNIPPET)
+            setup = runner.Setup(args, work, servers.write_rules(work / "rules.yaml", VENDORED_AGENT), origin_port,
+                                 reference, reference_port)
+            samples = run_rounds(setup, served)
+        finally:
+            if reference is not None:
+                reference.stop()
+            origin.stop()
+    table = report.summarize(samples)
+    checked = report.targets(table, args.pages, args.encodings)
+    elapsed = time.monotonic() - args.t0
+    print(f"\nrumproxy bench, {started:%Y-%m-%d %H:%M}, {elapsed / 60:.0f} min: {report.machine_text(machine)}")
+    print(f"{args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
+          f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "
+          f"{args.max_duration:g} s where a request takes long). Medians; a ratio is the median of the ratios "
+          f"measured side by side. {note}.")
+    print(report.tables(table, args.pages, args.encodings, args.configs))
+    print(report.targets_text(checked))
+    failures = [s for s in samples if s.get("error")]
+    if failures:
+        print(f"\n{len(failures)} measurement(s) failed (marked !):")
+        for s in failures[:20]:
+            print(f"  round {s['round']} {s['page']} {s['encoding']} {s['config']}: {s['error']}")
+    document = {
+        "started": started.isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 1),
+        "machine": machine,
+        "note": note,
+        "settings": {
+            "rounds": args.rounds, "slices": args.slices, "duration_s": args.duration,
+            "max_duration_s": args.max_duration, "samples": args.samples, "warmup_s": args.warmup, "threads": args.threads,
+            "connections": args.connections, "pages": args.pages, "encodings": args.encodings,
+            "configs": args.configs, "stream_above": STREAM_ABOVE, "page_bytes": sizes,
+        },
+        "configs": {name: {"addon": c.addon, "args": list(c.args), "nginx": c.nginx}
+                    for name, c in runner.CONFIGS.items() if name in args.configs},
+        "summary": [{"page": p, "encoding": e, "config": c, **values} for (p, e, c), values in table.items()],
+        "targets": checked,
+        "samples": samples,
+    }
+    path = report.write_json(args.out, f"{started:%Y%m%d-%H%M%S}", document)
+    print(f"\nbench: JSON in {path}")
+    return 1 if failures else 0
+
+
+def run_rounds(setup: runner.Setup, served: list[pages.Page]) -> list[dict]:
+    args = setup.args
+    samples: list[dict] = []
+    cells = len(served) * len(args.encodings) * args.rounds
+    done = 0
+    for round_no in range(1, args.rounds + 1):
+        for page in served:
+            for encoding in args.encodings:
+                done += 1
+                for sample in runner.run_cell(setup, round_no, page, encoding):
+                    samples.append(sample)
+                    print(f"bench: [{done}/{cells}] round {round_no} {page.name} {encoding} {sample['config']}: "
+                          f"{summary(sample)}", file=sys.stderr)
+    return samples
+
+
+def summary(sample: dict) -> str:
+    if sample.get("error"):
+        return f"FAILED: {sample['error'][:200]}"
+    cpu = f", {sample['cpu_ms']:.2f} ms CPU/req" if sample.get("cpu_ms") is not None else ""
+    rate = f"{sample['rps']:.1f}" if sample.get("rps") is not None else "-"
+    return (f"{rate} req/s ({sample['wrk_seconds']} s){cpu}, ttfb {sample['ttfb_ms']:.1f} ms, "
+            f"total {sample['total_ms']:.1f} ms, peak RSS {sample['peak_rss_mib']:.0f} MiB")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a ~4 min run: pages 10k and 20M, identity and gzip, configurations pass, "
+                             "pass-stream, always and auto, 1 s slices, 3 samples")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--slices", type=int, help="alternating wrk runs per configuration and cell (default 2)")
+    parser.add_argument("--duration", type=float, help="seconds of one wrk slice (default 1)")
+    parser.add_argument("--max-duration", type=float,
+                        help="most seconds of the one wrk run of a slow configuration (default 8, quick 4)")
+    parser.add_argument("--warmup", type=float, help="seconds of unmeasured wrk on a fresh mitmdump (default 1)")
+    parser.add_argument("--samples", type=int, help="timed single requests per configuration and cell (default 5, quick 3)")
+    parser.add_argument("--pages", help=f"comma-separated sizes (default {','.join(pages.SIZES)}; any like 512k or 1M)")
+    parser.add_argument("--encodings", help=f"comma-separated, of {','.join(pages.ENCODINGS)}")
+    parser.add_argument("--configs", help=f"comma-separated, of {','.join(runner.CONFIGS)} (must include pass)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk -t (default 2)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk -c (default 8)")
+    parser.add_argument("--wrk-timeout", type=float, default=60.0, help="wrk --timeout in seconds (default 60)")
+    parser.add_argument("--out", type=Path, default=servers.REPO_ROOT / "bench-results", help="where the JSON goes")
+    args = parser.parse_args(argv)
+    args.t0 = time.monotonic()
+    args.slices = args.slices or 2
+    args.duration = args.duration or 1.0
+    args.max_duration = max(args.duration, args.max_duration or (4.0 if args.quick else 8.0))
+    args.samples = args.samples or (3 if args.quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else 1.0
+    names = ["10k", "20M"] if args.quick else list(pages.SIZES)
+    if args.pages:
+        names = [name.strip() for name in args.pages.split(",") if name.strip()]
+    try:
+        args.pages = sorted(dict.fromkeys(names), key=pages.size_of)
+    except ValueError as e:
+        parser.error(f"--pages: {e}")
+    args.encodings = _choice(parser, "encodings", args.encodings,
+                             ["identity", "gzip"] if args.quick else list(pages.ENCODINGS), pages.ENCODINGS)
+    args.configs = _choice(parser, "configs", args.configs,
+                           ["pass", "pass-stream", "always", "auto"] if args.quick else list(runner.CONFIGS),
+                           runner.CONFIGS)
+    if report.BASELINE not in args.configs:
+        parser.error(f"--configs must include the baseline {report.BASELINE!r}")
+    if not (1 <= args.rounds <= 50 and 1 <= args.slices <= 50 and 1 <= args.duration <= 600
+            and args.max_duration <= 600 and 0 <= args.warmup <= 60 and 1 <= args.samples <= 100 and 1 <= args.connections <= 1000
+            and 1 <= args.threads <= args.connections):
+        parser.error("out of range: --rounds/--slices 1..50, --duration/--max-duration 1..600, --samples 1..100, "
+                     "--warmup 0..60, --threads 1..connections, --connections 1..1000")
+    return args
+
+
+def _choice(parser: argparse.ArgumentParser, name: str, value: str | None, default: list[str], known) -> list[str]:
+    if value is None:
+        return default
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not chosen:
+        parser.error(f"--{name}: unknown {unknown}; choose from {','.join(known)}")
+    order = {v: i for i, v in enumerate(known)}
+    return sorted(dict.fromkeys(chosen), key=order.__getitem__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

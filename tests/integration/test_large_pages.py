@@ -1,0 +1,159 @@
+"""A 20 MB page through the real mitmdump with the addon as shipped (rum_stream=auto): it is
+streamed, not buffered, and arrives whole with exactly one snippet, for identity and gzip bodies,
+with and without Content-Length. No timing here: scripts/bench measures speed."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.harness import Mitmdump
+
+pytestmark = pytest.mark.integration
+
+NAVIGATION = {"Sec-Fetch-Dest": "document", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+PAGE_SIZE = 20 * 1024 * 1024
+PIECE = 64 * 1024  # what the upstream writes at a time
+# Buffering a 20 MB page costs mitmdump several copies of it; streaming it, a few chunks. The bound
+# is generous against allocator noise and still far below one buffered copy plus its decoded twin.
+STREAMING_MEMORY_BOUND = 32 * 1024 * 1024
+HEAD = b'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>large</title>\n'
+
+
+def large_page(size: int = PAGE_SIZE) -> bytes:
+    """A realistic page of exactly `size` bytes: a head with a charset and a stylesheet, then
+    paragraphs of varied words (so gzip works as on real text)."""
+    rng = random.Random(20)
+    words = "the page order cart price review stream header content server browser network trace".split()
+    head = HEAD + b"<style>body{font:16px/1.5 sans-serif}p{margin:0 0 1em}</style>\n</head>\n<body>\n"
+    tail = b"</body>\n</html>\n"
+    paragraphs = []
+    filled = len(head) + len(tail)
+    n = 0
+    while filled < size - 200:
+        paragraph = f'<p id="p{n}">{" ".join(rng.choices(words, k=12))}</p>\n'.encode()
+        paragraphs.append(paragraph)
+        filled += len(paragraph)
+        n += 1
+    paragraphs.append(b"<!--" + b"x" * (size - filled - 8) + b"-->\n")
+    page = head + b"".join(paragraphs) + tail
+    assert len(page) == size
+    return page
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    bodies: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        query = parse_qs(urlsplit(self.path).query)
+        encoding = query.get("encoding", ["identity"])[0]
+        sized = query.get("length", ["yes"])[0] == "yes"
+        body = self.bodies[encoding] if urlsplit(self.path).path == "/large" else HEAD + b"</head><body>small</body>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        if encoding != "identity" and urlsplit(self.path).path == "/large":
+            self.send_header("Content-Encoding", encoding)
+        if sized:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for start in range(0, len(body), PIECE):
+            piece = body[start : start + PIECE]
+            self.wfile.write(piece if sized else b"%x\r\n%s\r\n" % (len(piece), piece))
+        if not sized:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page() -> bytes:
+    return large_page()
+
+
+@pytest.fixture(scope="module")
+def large_upstream(page: bytes) -> Iterator[str]:
+    """A threaded upstream in this process: GET /large?encoding=identity|gzip&length=yes|no."""
+    handler = type("Handler", (_Handler,), {"bodies": {"identity": page, "gzip": gzip.compress(page, 6, mtime=0)}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def auto_proxy(large_upstream: str, rules_file: Path) -> Iterator[tuple[Mitmdump, int]]:
+    """mitmdump with the addon's default rum_stream=auto, and its peak RSS once warmed up."""
+    with Mitmdump(mode=f"reverse:{large_upstream}", rules=rules_file, args=["--set", "rum_stream=auto"]) as proxy:
+        session = requests.Session()
+        session.trust_env = False
+        warm = session.get(f"{proxy.url}/small", headers=NAVIGATION, timeout=30)
+        assert warm.status_code == 200 and b"/__rum/" in warm.content
+        yield proxy, peak_rss(proxy.pid)
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def one_insertion(original: bytes, output: bytes) -> tuple[int, bytes]:
+    """(offset, inserted bytes) if `output` is `original` with one contiguous insertion."""
+    added = len(output) - len(original)
+    assert added > 0, "nothing was inserted"
+    prefix = 0
+    while prefix < len(original) and output[prefix] == original[prefix]:
+        prefix += 1
+        assert prefix < 64 * 1024, "the output differs from the page beyond its head"
+    assert output[prefix + added :] == original[prefix:], "the output differs from the page by more than one insertion"
+    # Where the snippet ends like the page goes on there, the insertion could start a bit earlier.
+    start = prefix
+    while start > 0 and output[start - 1] == output[start - 1 + added]:
+        start -= 1
+    offset = next((k for k in range(start, prefix + 1) if output[k : k + added].startswith(b"<script")), start)
+    return offset, output[offset : offset + added]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+@pytest.mark.parametrize("length", ["yes", "no"], ids=["content-length", "chunked-upstream"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_20mb_page_streams_with_one_snippet(auto_proxy, page, encoding, length):
+    proxy, baseline = auto_proxy
+    session = requests.Session()
+    session.trust_env = False
+    response = session.get(f"{proxy.url}/large?encoding={encoding}&length={length}",
+                           headers={**NAVIGATION, "Accept-Encoding": encoding}, stream=True, timeout=120)
+    raw = response.raw.read(decode_content=False)
+    assert response.status_code == 200
+    # Streamed: the headers went out before the body's length was known.
+    assert "content-length" not in response.headers
+    assert response.headers["transfer-encoding"] == "chunked"
+    assert response.headers["x-rum-injected"]
+    assert response.headers.get("content-encoding", "identity") == encoding
+    output = gzip.decompress(raw) if encoding == "gzip" else raw
+    offset, inserted = one_insertion(page, output)
+    assert inserted.startswith(b'<script src="/__rum/') and inserted.endswith(b"</script>")
+    assert inserted.count(b"elasticApm") >= 1 and output.count(b'<script src="/__rum/') == 1
+    assert page[:offset].endswith(b'<meta charset="utf-8">')  # right after the charset declaration
+    growth = peak_rss(proxy.pid) - baseline
+    assert growth < STREAMING_MEMORY_BOUND, f"mitmdump's peak RSS grew by {growth / 2**20:.0f} MiB: was the page buffered?"
