@@ -15,6 +15,7 @@ import zstandard
 
 from tests.apps.upstream import BODIES
 from tests.harness import Mitmdump, Upstream
+from tests.insertion import split_insertion
 
 pytestmark = pytest.mark.integration
 
@@ -32,24 +33,6 @@ def fetch(session: requests.Session, url: str, *, method: str = "GET", headers: 
     response = session.request(method, url, headers={**NAVIGATION, **(headers or {})}, stream=True, timeout=30)
     response.raw_body = response.raw.read(decode_content=False)  # type: ignore[attr-defined]
     return response
-
-
-def split_insertion(original: bytes, output: bytes) -> tuple[int, bytes]:
-    """(offset, inserted) if `output` is `original` with one contiguous insertion; fails otherwise."""
-    added = len(output) - len(original)
-    assert added > 0, "nothing was inserted"
-    prefix = 0
-    limit = len(original)
-    while prefix < limit and output[prefix] == original[prefix]:
-        prefix += 1
-    assert output[prefix + added :] == original[prefix:], "the output differs from the input by more than one insertion"
-    # Where the snippet ends like the page goes on, several offsets explain the output: prefer the
-    # one where the insertion is a whole element.
-    first = prefix
-    while first > 0 and output[first - 1] == output[first - 1 + added]:
-        first -= 1
-    offset = next((k for k in range(first, prefix + 1) if output[k : k + added].startswith(b"<")), first)
-    return offset, output[offset : offset + added]
 
 
 def direct_and_proxied(session, upstream: Upstream, proxy: Mitmdump, query: str, **kwargs):

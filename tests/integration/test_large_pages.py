@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.harness import Mitmdump
+from tests.insertion import split_insertion
 
 pytestmark = pytest.mark.integration
 
@@ -117,23 +118,6 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc/<pid>/status")
 
 
-def one_insertion(original: bytes, output: bytes) -> tuple[int, bytes]:
-    """(offset, inserted bytes) if `output` is `original` with one contiguous insertion."""
-    added = len(output) - len(original)
-    assert added > 0, "nothing was inserted"
-    prefix = 0
-    while prefix < len(original) and output[prefix] == original[prefix]:
-        prefix += 1
-        assert prefix < 64 * 1024, "the output differs from the page beyond its head"
-    assert output[prefix + added :] == original[prefix:], "the output differs from the page by more than one insertion"
-    # Where the snippet ends like the page goes on there, the insertion could start a bit earlier.
-    start = prefix
-    while start > 0 and output[start - 1] == output[start - 1 + added]:
-        start -= 1
-    offset = next((k for k in range(start, prefix + 1) if output[k : k + added].startswith(b"<script")), start)
-    return offset, output[offset : offset + added]
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 @pytest.mark.parametrize("length", ["yes", "no"], ids=["content-length", "chunked-upstream"])
 @pytest.mark.parametrize("encoding", ["identity", "gzip"])
@@ -151,7 +135,8 @@ def test_20mb_page_streams_with_one_snippet(auto_proxy, page, encoding, length):
     assert response.headers["x-rum-injected"]
     assert response.headers.get("content-encoding", "identity") == encoding
     output = gzip.decompress(raw) if encoding == "gzip" else raw
-    offset, inserted = one_insertion(page, output)
+    offset, inserted = split_insertion(page, output, starts_with=b"<script")
+    assert offset < 64 * 1024, "the snippet went past the head"
     assert inserted.startswith(b'<script src="/__rum/') and inserted.endswith(b"</script>")
     assert inserted.count(b"elasticApm") >= 1 and output.count(b'<script src="/__rum/') == 1
     assert page[:offset].endswith(b'<meta charset="utf-8">')  # right after the charset declaration
