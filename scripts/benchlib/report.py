@@ -135,7 +135,7 @@ def targets(table: dict[Key, dict[str, Any]], pages: Sequence[str], encodings: S
         for encoding in large:
             add("throughput auto/pass >= 0.9", page, encoding, get(page, encoding, "auto", "rps_ratio"), lambda v: v >= 0.9)
             add("TTFB always/pass < 1", page, encoding, get(page, encoding, "always", "ttfb_ms_ratio"), lambda v: v < 1)
-    for encoding in large:
+    for encoding in encodings:
         for config in ("always", "auto"):
             add(f"peak RSS {config} - pass-stream <= 10 MiB", "20M", encoding,
                 get("20M", encoding, config, "peak_rss_vs_stream_mib"), lambda v: v <= 10)
