@@ -108,8 +108,17 @@ class InjectingStream:
             out = chunk
         if end:
             self._state = _State.ENDED
+            if isinstance(out, (bytes, bytearray)):
+                self._drop_codecs()
             return out
         return out if out else bytearray()
+
+    def _drop_codecs(self) -> None:
+        # A finished flow, and this stream with it, may live on in reference cycles until Python's
+        # cyclic GC runs, which memory allocated by C codecs does not hasten: brotli's state held
+        # ~180 MiB at 8 connections in scripts/bench. Free it as soon as the body has ended.
+        self._encoder = None
+        self._decoder = codecs.Decoder()
 
     # --- before the decision -------------------------------------------------
 
@@ -203,10 +212,11 @@ class InjectingStream:
     def _report(self, outcome: StreamOutcome) -> None:
         self.outcome = outcome
         logger.debug("%s: %s", self._label, outcome.reason)
-        if self._on_done is None:
+        on_done, self._on_done = self._on_done, None  # called once; and it may hold the flow in a cycle
+        if on_done is None:
             return
         try:
-            self._on_done(outcome)
+            on_done(outcome)
         except Exception as e:  # the callback's bug must not cut the body off
             logger.error("%s: on_done callback failed: %r", self._label, e)
 
@@ -222,6 +232,8 @@ class InjectingStream:
             tail = self._encoder.feed(rest) + (self._encoder.flush() if end else self._encoder.sync())
         except Exception as e:
             tail = self._abandon(e, b"")
+        if end:
+            self._drop_codecs()
         if tail:
             yield tail
 
