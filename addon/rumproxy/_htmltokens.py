@@ -35,6 +35,8 @@ _ATTR = (
 # The rest of a tag after its name, through the closing ">". Possessive
 # throughout: an incomplete tag fails in linear time instead of backtracking.
 TAG_REST = re.compile(rb"(?:[" + _WS + rb"/]++|" + _ATTR + rb")*+>")
+# A whole start tag after its "<", in one match: the common case of a tag that is all in the buffer.
+_WHOLE_START_TAG = re.compile(rb"([A-Za-z][^" + _WS + rb"/>]*+)((?:[" + _WS + rb"/]++|" + _ATTR + rb")*+>)")
 _ATTR_AT = re.compile(rb"[" + _WS + rb"/]*+" + _ATTR)
 
 # `--!>` ends a comment too; both ends are at most 4 bytes, so 3 bytes of tail
@@ -197,12 +199,23 @@ class Tokenizer:
         return False
 
     def _start_tag(self, buf: bytearray, lt: int) -> int:
+        whole = _WHOLE_START_TAG.match(buf, lt + 1)
+        if whole is not None:
+            name = whole.group(1).lower()
+            if self._on_start_name(name, self._base + lt):
+                return _STOP
+            end = whole.end()
+            if self._on_start_tag(name, whole.group(2), self._base + lt, self._base + end):
+                return _STOP
+            if name in RAW_TEXT:
+                self._enter_raw_text(name)
+            return end
         name_match = TAG_NAME.match(buf, lt + 1)
         if name_match is None:
             return lt + 1  # "<" plus a non-letter is text
         if name_match.end() == len(buf):
             return self._wait(NAME_END)
-        name = bytes(name_match.group()).lower()
+        name = name_match.group().lower()
         if self._on_start_name(name, self._base + lt):
             return _STOP
         rest = TAG_REST.match(buf, name_match.end())
@@ -212,10 +225,13 @@ class Tokenizer:
         if self._on_start_tag(name, bytes(buf[name_match.end() : end]), self._base + lt, self._base + end):
             return _STOP
         if name in RAW_TEXT:
-            self._state = _RAW
-            self._raw_end = raw_text_end(name)
-            self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
+            self._enter_raw_text(name)
         return end
+
+    def _enter_raw_text(self, name: bytes) -> None:
+        self._state = _RAW
+        self._raw_end = raw_text_end(name)
+        self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
 
     def _end_tag(self, buf: bytearray, lt: int) -> int:
         if lt + 2 >= len(buf):
@@ -228,7 +244,7 @@ class Tokenizer:
             return lt + 2
         if name_match.end() == len(buf):
             return self._wait(NAME_END)
-        name = bytes(name_match.group()).lower()
+        name = name_match.group().lower()
         if self._on_end_name(name):
             return _STOP
         rest = TAG_REST.match(buf, name_match.end())

@@ -17,6 +17,7 @@ from mitmproxy.net.http import url
 
 from rumproxy import codecs, csp, decision, hosting, htmlscan, snippet, tracing
 from rumproxy.charset import detect_charset
+from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.reload import RulesWatcher
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
@@ -32,7 +33,10 @@ STREAM_MODES = ("auto", "always", "never")
 STREAM_ABOVE = 384 * 1024
 NO_POLICY = csp.CspAdjustment(policies=(), nonce=None, changed=False)
 # Validators and ranges of the upstream's body, which no longer describe the instrumented one.
-BODY_BOUND_HEADERS = frozenset({b"accept-ranges", b"content-md5", b"digest", b"repr-digest", b"content-digest"})
+BODY_BOUND_EDITS: dict[bytes, Edit] = dict.fromkeys(
+    (b"accept-ranges", b"content-md5", b"digest", b"repr-digest", b"content-digest")
+)
+MARKER_EDIT: dict[bytes, Edit] = {decision.MARKER_HEADER_KEY: "rumproxy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +52,7 @@ class FlowState:
     """What the request hook decided, for the response hooks of the same flow."""
 
     rule: Rule
+    request_headers: HeaderView
     trace: PageTrace | None = None
     tracestate: str | None = None
     plan: Plan | None = None
@@ -59,6 +64,7 @@ class RumInject:
         self.rules: RuleSet | None = None
         self.hosted: dict[str, hosting.HostedFile] = {}  # by URL path
         self.script_paths: dict[Path, str] = {}  # local agent file -> its URL path
+        self.bootstraps: dict[int, snippet.Bootstrap] = {}  # by id() of a rule of self.rules
         self.flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self.watcher = RulesWatcher(self._reload)
 
@@ -117,9 +123,20 @@ class RumInject:
             hosted = hosting.host_files(sorted(files))
         except OSError as e:
             raise RulesError(f"{rules.source}: cannot read an agent script: {e}") from None
-        self.rules = rules
-        self.hosted = {entry.path: entry for entry in hosted.values()}
-        self.script_paths = {file: entry.path for file, entry in hosted.items()}
+        script_paths = {file: entry.path for file, entry in hosted.items()}
+        bootstraps = {}
+        for rule in rules.rules:
+            script_src = rule.agent.script_url
+            if rule.agent.script_file is not None:
+                script_src = script_paths.get(rule.agent.script_file)
+            bootstraps[id(rule)] = snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
+        # The rule set and what is derived from it change together: a flow sees the one or the other.
+        self.rules, self.hosted, self.script_paths, self.bootstraps = (
+            rules,
+            {entry.path: entry for entry in hosted.values()},
+            script_paths,
+            bootstraps,
+        )
 
     # --- request side ---
 
@@ -133,8 +150,10 @@ class RumInject:
 
     def _request(self, flow: http.HTTPFlow) -> None:
         assert self.rules is not None
-        host, port = site(flow.request)
-        path = flow.request.path.split("?", 1)[0]
+        request = flow.request
+        headers = HeaderView(request.headers)
+        host, port = site(request, headers)
+        path = request.path.split("?", 1)[0]
         if path.startswith(hosting.PREFIX):
             entry = self.hosted.get(path)
             if entry is not None and self.rules.names_host(host, port):
@@ -143,10 +162,12 @@ class RumInject:
         rule = self.rules.match(host, port, path)
         if rule is None:
             return
-        state = FlowState(rule=rule)
-        if rule.trace.propagate and decision.is_navigation(flow.request):
-            state.trace = tracing.begin(flow.request, rule.trace)
-            state.tracestate = flow.request.headers.get("tracestate")
+        state = FlowState(rule=rule, request_headers=headers)
+        if rule.trace.propagate and decision.is_navigation(request.method, headers):
+            begun = tracing.begin(headers, rule.trace)
+            if begun.upstream_edits:
+                request.headers.fields = edited(request.headers.fields, begun.upstream_edits)
+            state.trace, state.tracestate = begun.trace, begun.tracestate
         self.flows[flow] = state
 
     def _serve(self, flow: http.HTTPFlow, entry: hosting.HostedFile) -> None:
@@ -182,22 +203,25 @@ class RumInject:
     def _responseheaders(self, flow: http.HTTPFlow, state: FlowState) -> None:
         response = flow.response
         assert response is not None
+        headers = HeaderView(response.headers)
         if not state.rule.inject:
             self.flows.pop(flow, None)
-            return self._trace_only(flow, state)
-        skip = decision.response_skip_reason(flow, state.rule)
+            return self._trace_only(flow, state, headers)
+        skip = decision.response_skip_reason(
+            flow.request.method, response.status_code, state.request_headers, headers, state.rule
+        )
         if skip is None:
-            state.plan = self._plan(flow, state)
+            state.plan = self._plan(flow, state, headers)
             if state.plan is None:
                 skip = "Content-Security-Policy would block the snippet and csp.adjust is false"
         if skip is not None:
             self.flows.pop(flow, None)
             return self._skipped(flow, state, skip)
         assert state.plan is not None
-        if not self._should_stream(flow, state.plan):
+        if not self._should_stream(flow, state.plan, headers):
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
-        encoding = codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity"
+        encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
         stream = InjectingStream(
             encoding=encoding,
             snippet=state.plan.markup.encode("ascii"),
@@ -208,24 +232,23 @@ class RumInject:
         )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
-        headers = self._instrumented_headers(response, state, state.plan.csp)
-        headers.pop("content-length", None)
-        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.get("transfer-encoding", ""):
-            headers["transfer-encoding"] = "chunked"
-        response.headers = headers
+        framing: dict[bytes, Edit] = {b"content-length": None}
+        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.text(b"transfer-encoding"):
+            framing[b"transfer-encoding"] = "chunked"
+        fields = self._instrumented_fields(response, headers, state, state.plan.csp, framing)
+        response.headers.fields = fields
         response.stream = stream
 
-    def _trace_only(self, flow: http.HTTPFlow, state: FlowState) -> None:
+    def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:
         """A rule with inject: false still tells the client which trace its page is in."""
         response = flow.response
         assert response is not None
         if state.trace is not None:
-            headers = response.headers.copy()
-            tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
-            response.headers = headers
+            edits = tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
+            response.headers.fields = edited(response.headers.fields, edits)
         self._record(flow, state, "trace only (inject: false)")
 
-    def _should_stream(self, flow: http.HTTPFlow, plan: Plan) -> bool:
+    def _should_stream(self, flow: http.HTTPFlow, plan: Plan, headers: HeaderView) -> bool:
         response = flow.response
         assert response is not None
         if response.stream:
@@ -233,11 +256,11 @@ class RumInject:
         mode = ctx.options.rum_stream
         if mode == "never" or not plan.markup.isascii() or flow.request.http_version == "HTTP/1.0":
             return False
-        if not detect_charset(response.headers.get("content-type"), b"").ascii_compatible:
+        if not detect_charset(headers.get(b"content-type"), b"").ascii_compatible:
             return False  # UTF-16 and friends are transcoded in the buffered path
         if mode == "always":
             return True
-        length = response.headers.get("content-length")
+        length = headers.get(b"content-length")
         return length is None or not length.isdigit() or int(length) > STREAM_ABOVE
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
@@ -264,21 +287,23 @@ class RumInject:
         assert response is not None and response.raw_content is not None
         if not response.raw_content:
             return self._skipped(flow, state, "empty body")
+        headers = HeaderView(response.headers)
         result = inject_buffered(
             response.raw_content,
-            encoding=codecs.normalize_encoding(response.headers.get("content-encoding")) or "identity",
-            content_type=response.headers.get("content-type"),
+            encoding=codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity",
+            content_type=headers.get(b"content-type"),
             snippet=plan.markup,
             limit=ctx.options.rum_scan_limit,
             edit_policy=plan.edit_policy,
         )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
-        headers = self._instrumented_headers(response, state, plan.csp)
-        if "transfer-encoding" not in headers:
-            headers["content-length"] = str(len(result.body))
+        framing: dict[bytes, Edit] = {}
+        if b"transfer-encoding" not in headers:
+            framing[b"content-length"] = str(len(result.body))
+        fields = self._instrumented_fields(response, headers, state, plan.csp, framing)
         # Nothing above changed the response; these assignments cannot fail.
-        response.headers = headers
+        response.headers.fields = fields
         response.raw_content = result.body
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset})")
 
@@ -297,43 +322,48 @@ class RumInject:
         trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
 
-    def _plan(self, flow: http.HTTPFlow, state: FlowState) -> Plan | None:
+    def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
         """The markup and the adjusted CSP for this response; None if its CSP blocks the snippet
         and the rule forbids changing it."""
-        agent = state.rule.agent
-        script_src = agent.script_url
-        if agent.script_file is not None:
-            script_src = self.script_paths.get(agent.script_file)
-        policy = self._csp(flow, state, script_src or "")
+        bootstrap = self.bootstraps.get(id(state.rule))
+        if bootstrap is None or bootstrap.agent is not state.rule.agent:
+            # The rules were reloaded while this flow was on its way: render from its own rule.
+            bootstrap = self._bootstrap(state.rule)
+        policy = self._csp(flow, state, headers, bootstrap)
         if policy is None:
             return None
-        markup = snippet.render(
-            agent, script_src=script_src, trace=state.trace, api_origins=state.rule.trace.api_origins, nonce=policy.nonce
-        )
+        markup = bootstrap.render(state.trace, policy.nonce)
         return Plan(markup=markup, csp=policy, edit_policy=self._meta_policy_edit(flow, state))
+
+    def _bootstrap(self, rule: Rule) -> snippet.Bootstrap:
+        script_src = rule.agent.script_url
+        if rule.agent.script_file is not None:
+            script_src = self.script_paths.get(rule.agent.script_file)
+        return snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
 
     def _meta_policy_edit(self, flow: http.HTTPFlow, state: FlowState) -> PolicyEdit | None:
         agent = state.rule.agent
         server_url = agent.config.get("serverUrl") if agent.kind == "elastic" else None
         if not isinstance(server_url, str):
             return None
-        origin = page_origin(flow.request)
+        request = flow.request
 
         def edit(policy: str) -> str:
-            edited = csp.allow_connect(policy, page_origin=origin, connect_url=server_url)
-            if edited != policy and not state.rule.csp_adjust:
+            widened = csp.allow_connect(policy, page_origin=page_origin(request), connect_url=server_url)
+            if widened != policy and not state.rule.csp_adjust:
                 raise PolicyBlocked("a <meta> Content-Security-Policy would block the agent's beacons and csp.adjust is false")
-            return edited
+            return widened
 
         return edit
 
-    def _csp(self, flow: http.HTTPFlow, state: FlowState, script_src: str) -> csp.CspAdjustment | None:
-        response = flow.response
-        assert response is not None
-        policies = response.headers.get_all("content-security-policy")
+    def _csp(
+        self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView, bootstrap: snippet.Bootstrap
+    ) -> csp.CspAdjustment | None:
+        policies = headers.get_all(b"content-security-policy")
         if not policies:
             return NO_POLICY
         agent = state.rule.agent
+        script_src = bootstrap.script_src or ""
         origin = page_origin(flow.request)
         if script_src.startswith("//"):
             script_url = f"{flow.request.scheme}:{script_src}"
@@ -341,7 +371,7 @@ class RumInject:
             script_url = origin + script_src
         else:
             script_url = script_src
-        inline = snippet.init_script(snippet.agent_config(agent, state.trace, state.rule.trace.api_origins))
+        inline = bootstrap.init_script(state.trace)
         adjustment = csp.adjust_policies(
             policies,
             page_origin=origin,
@@ -354,27 +384,36 @@ class RumInject:
             return None
         return adjustment
 
-    def _instrumented_headers(self, response: http.Response, state: FlowState, policy: csp.CspAdjustment) -> http.Headers:
-        """A copy of the response headers as they fit the instrumented page: built aside, so a
+    def _instrumented_fields(
+        self,
+        response: http.Response,
+        headers: HeaderView,
+        state: FlowState,
+        policy: csp.CspAdjustment,
+        framing: dict[bytes, Edit],
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        """The response's header fields as they fit the instrumented page: built aside, so a
         failure half-way leaves the response's own headers as received."""
-        headers = response.headers.copy()
-        # One pass over the fields: a pop() per name costs a scan and a KeyError each.
-        headers.fields = tuple(field for field in headers.fields if field[0].lower() not in BODY_BOUND_HEADERS)
-        headers[decision.MARKER_HEADER] = "rumproxy"
-        etag = headers.get("etag")
+        edits: dict[bytes, Edit] = {**BODY_BOUND_EDITS, **MARKER_EDIT, **framing}
+        etag = headers.get(b"etag")
         if etag and not etag.startswith("W/"):
             # The body differs from the one the strong validator names.
-            headers["etag"] = "W/" + etag
+            edits[b"etag"] = "W/" + etag
         if policy.changed:
-            headers.set_all("content-security-policy", list(policy.policies))
+            edits[b"content-security-policy"] = list(policy.policies)
         if state.trace is not None:
-            tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
-        return headers
+            edits.update(tracing.expose(headers, state.trace, state.rule.trace, state.tracestate))
+        return edited(response.headers.fields, edits)
 
 
-def site(request: http.Request) -> tuple[str, int]:
+def site(request: http.Request, headers: HeaderView | None = None) -> tuple[str, int]:
     """The site's host and port as the request goes upstream (Host / :authority), as rules match it."""
-    authority = request.host_header
+    if headers is None:
+        authority = request.host_header
+    elif request.is_http2 or request.is_http3:
+        authority = request.authority or headers.get(b"host")
+    else:
+        authority = headers.get(b"host")
     if authority:
         try:
             host, port = _parse_authority(authority)

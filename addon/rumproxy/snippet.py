@@ -74,15 +74,14 @@ def render(
     )
 
 
+# The guard keeps a page that already started the agent from being initialised twice, and a
+# blocked or failed agent download from throwing in the page.
+_INIT_HEAD = "(function(){var a=window.elasticApm;if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){a.init("
+_INIT_TAIL = ")}})();"
+
+
 def init_script(config: Mapping[str, Any]) -> str:
-    # The guard keeps a page that already started the agent from being initialised twice, and a
-    # blocked or failed agent download from throwing in the page.
-    return (
-        "(function(){var a=window.elasticApm;"
-        "if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){"
-        f"a.init({script_json(dict(config))})"
-        "}})();"
-    )
+    return _INIT_HEAD + script_json(dict(config)) + _INIT_TAIL
 
 
 def render_template(
@@ -106,3 +105,62 @@ def render_template(
         "config_json": script_json(dict(config)),
     }
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+# Keys agent_config() writes for a page; a rule config that sets one itself takes the general path.
+_PAGE_KEYS = frozenset({"pageLoadTraceId", "pageLoadParentId", "pageLoadSpanId", "pageLoadSampled"})
+
+
+class Bootstrap:
+    """One rule's markup, with everything but the page's ids and nonce rendered once per rules load.
+
+    Same output as render(): JSON encoding with the escapes above cost more than anything else the
+    addon does for a small page, and only the ids change from one page to the next."""
+
+    def __init__(self, agent: AgentSpec, *, script_src: str | None, api_origins: tuple[str, ...]) -> None:
+        self.agent = agent
+        self.script_src = script_src
+        self.api_origins = api_origins
+        self._fast = agent.kind == "elastic" and _PAGE_KEYS.isdisjoint(agent.config)
+        if not self._fast:
+            return
+        config = dict(agent.config)
+        self._untraced_json = script_json(agent_config(agent, None, api_origins))
+        self._sampled_head = script_json(config)[:-1]
+        self._unsampled_head = self._sampled_head
+        self._unsampled_rate = ',"transactionSampleRate":0'
+        if "transactionSampleRate" in config:
+            # agent_config() overwrites the rule's rate in its place: no key of its own at the end.
+            self._unsampled_head = script_json({**config, "transactionSampleRate": 0})[:-1]
+            self._unsampled_rate = ""
+        origins = api_origins and "distributedTracingOrigins" not in config
+        self._origins = f',"distributedTracingOrigins":{script_json(list(api_origins))}' if origins else ""
+        self._src = html.escape(script_src or "", quote=True)
+
+    def config_json(self, trace: PageTrace | None) -> str:
+        if not self._fast:
+            return script_json(agent_config(self.agent, trace, self.api_origins))
+        if trace is None:
+            return self._untraced_json
+        # Ids are hex: from our generator, or from a traceparent that matched the W3C grammar.
+        span_key = "pageLoadParentId" if trace.continued else "pageLoadSpanId"
+        if trace.sampled:
+            head, sampling = self._sampled_head, ',"pageLoadSampled":true'
+        else:
+            head, sampling = self._unsampled_head, self._unsampled_rate
+        comma = "," if len(head) > 1 else ""
+        return f'{head}{comma}"pageLoadTraceId":"{trace.trace_id}","{span_key}":"{trace.span_id}"{sampling}{self._origins}}}'
+
+    def init_script(self, trace: PageTrace | None) -> str:
+        if not self._fast:
+            return init_script(agent_config(self.agent, trace, self.api_origins))
+        return _INIT_HEAD + self.config_json(trace) + _INIT_TAIL
+
+    def render(self, trace: PageTrace | None, nonce: str | None = None) -> str:
+        if not self._fast:
+            return render(self.agent, script_src=self.script_src, trace=trace, api_origins=self.api_origins, nonce=nonce)
+        nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
+        return (
+            f'<script src="{self._src}" crossorigin{nonce_attr}></script>'
+            f"<script{nonce_attr}>{_INIT_HEAD}{self.config_json(trace)}{_INIT_TAIL}</script>"
+        )

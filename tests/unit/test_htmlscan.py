@@ -479,3 +479,11 @@ def test_amp_facts(document: bytes, amp: bool) -> None:
 def test_loads_agent(document: bytes, loads: bool) -> None:
     assert loads_agent(document) is loads
     assert all(isinstance(signature, bytes) for signature in AGENT_SIGNATURES)
+
+
+_AGENT_PIECES = st.sampled_from([b"elastic-", b"@elastic/", b"apm-rum", b"elasticApm.init(", b"apm", b"-", b"/", b"x", b"Apm"])
+
+
+@given(st.lists(_AGENT_PIECES, max_size=8).map(b"".join))
+def test_loads_agent_finds_exactly_the_signatures(document: bytes) -> None:
+    assert loads_agent(document) is any(signature in document for signature in AGENT_SIGNATURES)

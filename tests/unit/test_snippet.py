@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rumproxy.rules import AgentSpec
-from rumproxy.snippet import PageTrace, agent_config, render, script_json
+from rumproxy.snippet import Bootstrap, PageTrace, agent_config, init_script, render, script_json
 
 TRACE = PageTrace(
     trace_id="0af7651916cd43dd8448eb211c80319c",
@@ -106,3 +106,33 @@ def test_custom_template_placeholders():
 def test_custom_template_without_trace_renders_empty_ids():
     agent = AgentSpec(kind="custom", script_url=None, script_file=None, config={}, template="[{{trace_id}}|{{sampled}}|{{nonce_attr}}]")
     assert render(agent, script_src=None, trace=None) == "[|false|]"
+
+
+_CONFIG_KEYS = st.sampled_from(
+    ["serviceName", "serverUrl", "transactionSampleRate", "distributedTracingOrigins", "pageLoadSampled", "labels", "x</script>"]
+)
+_CONFIG_VALUES = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=8), st.lists(st.text(max_size=4), max_size=2))
+_TRACES = st.one_of(
+    st.none(),
+    st.builds(
+        PageTrace,
+        trace_id=st.just(TRACE.trace_id),
+        span_id=st.just(TRACE.span_id),
+        sampled=st.booleans(),
+        traceparent=st.just(TRACE.traceparent),
+        continued=st.booleans(),
+    ),
+)
+
+
+@given(
+    config=st.dictionaries(_CONFIG_KEYS, _CONFIG_VALUES, max_size=5),
+    trace=_TRACES,
+    api_origins=st.lists(st.sampled_from(["https://api.test", "http://x.test:8080"]), max_size=2, unique=True).map(tuple),
+    nonce=st.one_of(st.none(), st.sampled_from(["n1", 'a"b'])),
+)
+def test_bootstrap_renders_exactly_what_render_does(config, trace, api_origins, nonce):
+    agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js?a=1&b=2", script_file=None, config=config, template=None)
+    bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=api_origins)
+    assert bootstrap.render(trace, nonce) == render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce)
+    assert bootstrap.init_script(trace) == init_script(agent_config(agent, trace, api_origins))
