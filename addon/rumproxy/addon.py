@@ -89,6 +89,13 @@ class RumInject:
             "Inject while streaming the body: auto (large or unsized bodies), always, never (buffer whole bodies).",
             choices=STREAM_MODES,
         )
+        loader.add_option(
+            "rum_gzip_splice",
+            bool,
+            True,
+            "While streaming a gzip page, re-compress it only up to 32 KiB past the snippet and send the "
+            "upstream's own deflate blocks after that. Turn off for upstreams that send several gzip members.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
@@ -229,6 +236,7 @@ class RumInject:
             on_done=lambda outcome: self._streamed(flow, state, outcome),
             label=flow.request.pretty_url,
             edit_policy=state.plan.edit_policy,
+            splice=ctx.options.rum_gzip_splice,
         )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.

@@ -144,6 +144,10 @@ class InsertionScanner(tok.Tokenizer):
         self._exhausted = False
 
     @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
     def decided(self) -> Insertion | None:
         return self._decided
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs
+from rumproxy import codecs, gzipsplice
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 
@@ -39,6 +39,7 @@ class StreamOutcome:
 class _State(enum.Enum):
     SCANNING = "scanning"  # holding the body back until the scanner decides
     INJECTED = "injected"  # snippet sent; re-encoding (or forwarding) the rest
+    SPLICED = "spliced"  # gzip: forwarding the upstream's deflate blocks and a new trailer
     RAW = "raw"  # forwarding the upstream bytes untouched
     ENDED = "ended"
 
@@ -65,6 +66,7 @@ class InjectingStream:
         on_done: Callable[[StreamOutcome], None] | None = None,
         label: str = "",
         edit_policy: PolicyEdit | None = None,
+        splice: bool = False,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:
@@ -72,7 +74,15 @@ class InjectingStream:
         self._encoding = name
         self._identity = name == "identity"
         self._decoder = codecs.decoder(name)
-        self._encoder: codecs.Encoder | None = None
+        self._encoder: codecs.Encoder | gzipsplice.GzipWriter | None = None
+        # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice).
+        self._inflater: gzipsplice.BlockInflater | None = None
+        self._splice_after = 0
+        self._forwarder: gzipsplice.Forwarder | None = None
+        self._trailer: gzipsplice.TrailerMaker | None = None
+        if splice and name == "gzip" and gzipsplice.available():
+            decoder = gzipsplice.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
+            self._decoder, self._inflater = decoder, decoder.inflater
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -87,6 +97,7 @@ class InjectingStream:
         self._start = bytearray()  # the first two decoded bytes, to spot a UTF-16 BOM
         self._state = _State.SCANNING
         self.outcome: StreamOutcome | None = None
+        self.reused_from: int | None = None  # gzip: the upstream's blocks went on from this decoded offset
 
     @property
     def buffered_bytes(self) -> int:
@@ -100,6 +111,8 @@ class InjectingStream:
             out = self._scan(chunk, end)
         elif state is _State.INJECTED:
             out = chunk if self._identity else self._reencode(chunk, end)
+        elif state is _State.SPLICED:
+            out = self._forward(chunk, end)
         elif state is _State.RAW:
             out = chunk
         else:
@@ -119,6 +132,9 @@ class InjectingStream:
         # ~180 MiB at 8 connections in scripts/bench. Free it as soon as the body has ended.
         self._encoder = None
         self._decoder = codecs.Decoder()
+        if self._inflater is not None:
+            self._inflater.close()
+            self._inflater = None
 
     # --- before the decision -------------------------------------------------
 
@@ -180,14 +196,16 @@ class InjectingStream:
         if self._identity:
             out = b"".join(pieces)
         elif len(pieces) == 3:
-            encoder = codecs.encoder(self._encoding)
+            encoder = self._new_encoder()
             head = b"".join([encoder.feed(pieces[0]), encoder.feed(pieces[1]), encoder.sync()])
             self._encoder = encoder
+            self._splice_after = offset + gzipsplice.WINDOW
             out = self._head_first(head, pieces[2], end)
         else:
-            encoder = codecs.encoder(self._encoding)
-            out = b"".join([*(encoder.feed(p) for p in pieces), encoder.flush() if end else encoder.sync()])
-            self._encoder = encoder
+            encoder = self._encoder = self._new_encoder()
+            assert self._scanner.facts.csp_meta is not None
+            self._splice_after = self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW  # the meta's end, as received
+            out = b"".join([*(encoder.feed(p) for p in pieces), self._continue(end)])
         self._state = _State.INJECTED
         self._release()
         self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
@@ -202,9 +220,15 @@ class InjectingStream:
         self._report(StreamOutcome(False, None, None, reason))
         return out
 
+    def _new_encoder(self) -> codecs.Encoder | gzipsplice.GzipWriter:
+        return gzipsplice.GzipWriter() if self._inflater is not None else codecs.encoder(self._encoding)
+
     def _release(self) -> None:
         if self._state is not _State.INJECTED:
             self._decoder = codecs.Decoder()  # a brotli window can be megabytes
+            if self._inflater is not None:
+                self._inflater.close()
+                self._inflater = None
         self._raw = []
         self._raw_size = 0
         self._decoded = bytearray()
@@ -229,7 +253,7 @@ class InjectingStream:
             yield head
         try:
             assert self._encoder is not None
-            tail = self._encoder.feed(rest) + (self._encoder.flush() if end else self._encoder.sync())
+            tail = self._encoder.feed(rest) + self._continue(end)
         except Exception as e:
             tail = self._abandon(e, b"")
         if end:
@@ -237,9 +261,19 @@ class InjectingStream:
         if tail:
             yield tail
 
+    def _continue(self, end: bool) -> bytes:
+        """After the decoded bytes at hand went into the encoder: what the upstream's chunk still
+        holds (a splicing gzip stream decodes it on demand), then a flush point or the end."""
+        assert self._encoder is not None
+        if self._inflater is not None:
+            return self._splice(b"", end)
+        return self._encoder.flush() if end else self._encoder.sync()
+
     def _reencode(self, chunk: bytes, end: bool) -> bytes:
         try:
             assert self._encoder is not None
+            if self._inflater is not None:
+                return self._splice(chunk, end)
             if end:
                 return self._encoder.feed(self._decoder.flush()) + self._encoder.flush()
             decoded = self._decoder.feed(chunk)
@@ -249,6 +283,50 @@ class InjectingStream:
             return self._encoder.feed(decoded) + self._encoder.sync()
         except Exception as e:
             return self._abandon(e, chunk)
+
+    # --- after the decision, gzip bodies that splice -----------------------
+
+    def _splice(self, chunk: bytes, end: bool) -> bytes:
+        """Re-encode until a block boundary 32 KiB past the last edit, then forward the rest."""
+        inflater, encoder = self._inflater, self._encoder
+        assert inflater is not None and isinstance(encoder, gzipsplice.GzipWriter)
+        inflater.push(chunk)
+        out = []
+        while decoded := inflater.pull(256 * 1024, splice_after=self._splice_after):
+            out.append(encoder.feed(decoded))
+        if inflater.rest is None:
+            if inflater.ended:
+                # The member ended first: close ours; padding or further members go on as received.
+                out += [encoder.flush(), inflater.after_end]
+                self._state = _State.RAW
+                self._release()
+            elif end:
+                raise ValueError("truncated gzip data")
+            else:
+                out.append(encoder.sync())
+            return b"".join(out)
+        out.append(encoder.sync())
+        self._trailer = gzipsplice.TrailerMaker(
+            original_crc=inflater.crc, original_size=inflater.decoded, new_crc=encoder.crc, new_size=encoder.size
+        )
+        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit)
+        inflater.close()
+        self._inflater = None
+        self._encoder = None
+        self._state = _State.SPLICED
+        self.reused_from = inflater.decoded
+        out.append(self._forward(b"", end))
+        return b"".join(out)
+
+    def _forward(self, chunk: bytes, end: bool) -> bytes:
+        assert self._forwarder is not None and self._trailer is not None
+        try:
+            out = self._forwarder.feed(chunk)
+            return out + self._forwarder.finish(self._trailer) if end else out
+        except ValueError as e:
+            # The upstream's body ended without its trailer: so does ours, as cut short as theirs.
+            logger.warning("%s: %s", self._label, e)
+            return b""
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients

@@ -10,6 +10,8 @@ from rumproxy import codecs, htmlscan
 from rumproxy.stream import InjectingStream, StreamOutcome
 
 ENCODINGS = ["identity", "gzip", "deflate", "br", "zstd"]
+# gzip with splicing on (gzipsplice): small pages end before a block may be reused, large ones below.
+STREAMS = [*((enc, False) for enc in ENCODINGS), ("gzip", True)]
 SNIPPET = b'<script src="/__rum/agent.js"></script><script>rum()</script>'
 
 FRAGMENTS = [
@@ -78,14 +80,14 @@ def inject(document: bytes, offset: int) -> bytes:
     return document[:offset] + SNIPPET + document[offset:]
 
 
-@pytest.mark.parametrize("enc", ENCODINGS)
+@pytest.mark.parametrize("enc, splice", STREAMS)
 @settings(max_examples=120, deadline=None)
 @given(document=documents, cuts=splits, limit=limits)
-def test_streamed_equals_buffered(enc, document, cuts, limit):
+def test_streamed_equals_buffered(enc, splice, document, cuts, limit):
     assume(not htmlscan.loads_agent(document))
     raw = codecs.encode(document, enc)
     expected = buffered(document, limit)
-    stream, outcomes = make(enc, limit)
+    stream, outcomes = make(enc, limit, splice=splice)
     upstream, client = codecs.decoder(enc), codecs.decoder(enc)
     seen, received = b"", b""
     output = []
@@ -117,17 +119,17 @@ def test_streamed_equals_buffered(enc, document, cuts, limit):
         assert output == result
 
 
-@pytest.mark.parametrize("enc", ENCODINGS)
-def test_one_byte_chunks(enc):
+@pytest.mark.parametrize("enc, splice", STREAMS)
+def test_one_byte_chunks(enc, splice):
     document = b"<!doctype html><html><head><title>x</title></head><body>" + "ü".encode() * 3000 + b"</body>"
     raw = codecs.encode(document, enc)
-    stream, outcomes = make(enc)
+    stream, outcomes = make(enc, splice=splice)
     output = run(stream, split(raw, None))
     assert outcomes == [StreamOutcome(True, 27, "after-head", "injected")]
     assert codecs.decode(output, enc) == inject(document, 27)
 
 
-@pytest.mark.parametrize("enc", ENCODINGS)
+@pytest.mark.parametrize("enc, splice", STREAMS)
 @pytest.mark.parametrize(
     "document, reason",
     [
@@ -143,9 +145,9 @@ def test_one_byte_chunks(enc):
     ],
 )
 @pytest.mark.parametrize("cuts", [[], None, [7, 100]])
-def test_raw_passthrough_is_byte_identical(enc, document, reason, cuts):
+def test_raw_passthrough_is_byte_identical(enc, splice, document, reason, cuts):
     raw = codecs.encode(document, enc)
-    stream, outcomes = make(enc, limit=1024)
+    stream, outcomes = make(enc, limit=1024, splice=splice)
     output = run(stream, split(raw, cuts))
     assert output == raw
     assert len(outcomes) == 1 and not outcomes[0].injected

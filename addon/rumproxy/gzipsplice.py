@@ -1,0 +1,363 @@
+"""Instrument a gzip body without re-compressing all of it.
+
+Once the snippet is in, the page after it is the upstream's page byte for byte, and so is its
+deflate data from any block boundary on, with one catch: back-references reach up to 32 KiB back,
+so the first boundary that may be reused lies 32 KiB past the last edit. So: decode the upstream's
+gzip block by block (zlib's inflate with Z_BLOCK, through ctypes: Python's zlib module does not stop
+at blocks), compress the page from its start to such a boundary with the snippet in it, end that
+with a sync flush and empty blocks that reach the bit where the upstream's next block starts
+(Forwarder), then send the upstream's bytes on as they are, and a trailer whose CRC-32 is combined
+from the upstream's without decoding the rest. zlib's examples/gzjoin.c and Varnish's ESI
+stitching reuse deflate blocks the same way.
+
+Limits: a body of several gzip members, or padded after its member, would get the new trailer in
+the wrong place when the first member ends after the reuse point; servers send HTML as one member,
+and the option `rum_gzip_splice` turns reuse off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import struct
+import zlib
+
+from rumproxy import codecs
+
+WINDOW = 32 * 1024  # deflate's longest back-reference
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime, OS unknown
+_Z_OK, _Z_STREAM_END, _Z_BUF_ERROR, _Z_BLOCK = 0, 1, -5, 5
+_END_OF_BLOCK = 128  # data_type: inflate stopped right after a block (or after the gzip header)
+_LAST_BLOCK = 64  # data_type: the block being decoded is the last one
+
+
+class _ZStream(ctypes.Structure):
+    _fields_ = [
+        ("next_in", ctypes.c_void_p),
+        ("avail_in", ctypes.c_uint),
+        ("total_in", ctypes.c_ulong),
+        ("next_out", ctypes.c_void_p),
+        ("avail_out", ctypes.c_uint),
+        ("total_out", ctypes.c_ulong),
+        ("msg", ctypes.c_char_p),
+        ("state", ctypes.c_void_p),
+        ("zalloc", ctypes.c_void_p),
+        ("zfree", ctypes.c_void_p),
+        ("opaque", ctypes.c_void_p),
+        ("data_type", ctypes.c_int),
+        ("adler", ctypes.c_ulong),
+        ("reserved", ctypes.c_ulong),
+    ]
+
+
+def _load_zlib() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("z")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.zlibVersion.restype = ctypes.c_char_p
+        lib.inflateInit2_.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.inflate.argtypes = [ctypes.POINTER(_ZStream), ctypes.c_int]
+        lib.inflateEnd.argtypes = [ctypes.POINTER(_ZStream)]
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+_ZLIB = _load_zlib()
+
+
+def available() -> bool:
+    return _ZLIB is not None
+
+
+class BlockInflater:
+    """Decodes one gzip member, and can stop at the first deflate block boundary past an offset."""
+
+    def __init__(self) -> None:
+        if _ZLIB is None:
+            raise RuntimeError("zlib cannot be loaded through ctypes")
+        self._stream = _ZStream()
+        self._pointer = ctypes.pointer(self._stream)
+        version = _ZLIB.zlibVersion()
+        if _ZLIB.inflateInit2_(self._pointer, 31, version, ctypes.sizeof(_ZStream)) != _Z_OK:
+            raise RuntimeError("inflateInit2 failed")
+        self._open = True
+        self._input = b""  # what inflate reads from; the stream points into it
+        self._used = 0  # bytes of _input inflate has taken
+        self._out = ctypes.create_string_buffer(64 * 1024)
+        self.decoded = 0  # bytes decoded so far
+        self.crc = 0  # CRC-32 of them
+        self.ended = False  # the member's end was decoded
+        self.after_end = b""  # what followed it: padding, another member
+        # Set by pull() at the boundary it stopped at: the upstream's bytes from the one holding
+        # the next block's first bit, and how many bits of that byte belong to what came before.
+        self.rest: bytes | None = None
+        self.bit = 0
+
+    def push(self, data: bytes) -> None:
+        if self.ended:
+            self.after_end += data
+            return
+        self._input = self._input[self._used :] + data if self._used < len(self._input) else data
+        self._used = 0
+
+    def pull(self, limit: int, splice_after: int | None = None) -> bytes:
+        """Up to `limit` decoded bytes of what was pushed. With `splice_after`, stops at the first
+        block boundary where at least that many bytes are decoded, and sets `rest` and `bit`."""
+        stream, out = self._stream, self._out
+        if len(out) < limit:
+            self._out = out = ctypes.create_string_buffer(limit)
+        source = ctypes.c_char_p(self._input)  # keeps _input's buffer addressable
+        base = ctypes.cast(source, ctypes.c_void_p).value or 0
+        pieces: list[bytes] = []
+        produced = 0
+        while produced < limit and not self.ended and self.rest is None:
+            available = len(self._input) - self._used
+            stream.next_in = base + self._used
+            stream.avail_in = available
+            stream.next_out = ctypes.addressof(out)
+            stream.avail_out = limit - produced
+            status = _ZLIB.inflate(self._pointer, _Z_BLOCK)
+            taken = available - stream.avail_in
+            made = (limit - produced) - stream.avail_out
+            self._used += taken
+            if made:
+                piece = ctypes.string_at(out, made)
+                pieces.append(piece)
+                produced += made
+                self.decoded += made
+                self.crc = zlib.crc32(piece, self.crc)
+            if status == _Z_STREAM_END:
+                self.ended = True
+                self.after_end = self._input[self._used :]
+                break
+            if status not in (_Z_OK, _Z_BUF_ERROR):
+                message = stream.msg.decode("ascii", "replace") if stream.msg else f"inflate status {status}"
+                raise ValueError(f"corrupt gzip data: {message}")
+            flags = stream.data_type
+            at_boundary = flags & _END_OF_BLOCK and not flags & _LAST_BLOCK and stream.total_out > 0
+            if at_boundary and splice_after is not None and self.decoded >= splice_after:
+                unused_bits = flags & 7
+                start = self._used - 1 if unused_bits else self._used
+                self.rest = self._input[start:]
+                self.bit = 8 - unused_bits if unused_bits else 0
+                break
+            if not taken and not made:
+                break  # needs more input
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        if self._open:
+            _ZLIB.inflateEnd(self._pointer)  # type: ignore[union-attr]
+            self._open = False
+        self._input = b""
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class GzipWriter:
+    """A gzip encoder whose deflate data can be continued by another stream's blocks."""
+
+    def __init__(self) -> None:
+        self._deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+        self.crc = 0
+        self.size = 0
+        self._started = False
+
+    def feed(self, data: bytes | memoryview) -> bytes:
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        compressed = self._deflate.compress(data)
+        if not self._started:
+            self._started = True
+            return _GZIP_HEADER + compressed
+        return compressed
+
+    def sync(self) -> bytes:
+        """Everything so far, ending on a byte: the point where other deflate blocks may follow."""
+        head = b"" if self._started else _GZIP_HEADER
+        self._started = True
+        return head + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def flush(self) -> bytes:
+        """The end of the body: the rest of the deflate data and the trailer."""
+        head = b"" if self._started else _GZIP_HEADER
+        self._started = True
+        return head + self._deflate.flush(zlib.Z_FINISH) + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+
+
+class Forwarder:
+    """The upstream's deflate data from a block boundary on, after our own blocks.
+
+    Our data ends on a byte (sync flush); the upstream's next block starts `bit` bits into its
+    byte. Rather than shifting every byte after it, empty blocks of the right length in bits take
+    ours to that same bit, so the upstream's bytes go on as they are, stored blocks' padding and the
+    end of the stream included. Only the gzip trailer (the last 8 bytes) is held back and replaced."""
+
+    def __init__(self, first: bytes, bit: int) -> None:
+        if bit:
+            value, length = _ALIGNING_BLOCKS[bit]
+            ours = value.to_bytes((length + 7) // 8, "little")
+            keep = (1 << bit) - 1  # the low bits of that byte end the upstream's previous block
+            joined = (ours[-1] & keep) | (first[0] & ~keep & 0xFF)
+            self._pending = ours[:-1] + bytes([joined]) + first[1:]
+        else:
+            self._pending = first
+
+    def feed(self, chunk: bytes) -> bytes:
+        if len(self._pending) + len(chunk) <= 8:
+            self._pending += chunk
+            return b""
+        if len(chunk) >= 8:
+            out, self._pending = self._pending + chunk[:-8], chunk[-8:]
+            return out
+        data = self._pending + chunk
+        out, self._pending = data[:-8], data[-8:]
+        return out
+
+    def finish(self, trailer: TrailerMaker) -> bytes:
+        if len(self._pending) < 8:
+            raise ValueError("gzip data ends without its trailer")
+        crc, size = struct.unpack("<II", self._pending[-8:])
+        return self._pending[:-8] + trailer(crc, size)
+
+
+def _aligning_blocks() -> dict[int, tuple[int, int]]:
+    """For each bit offset 1-7: empty deflate blocks, LSB first, whose length in bits is that
+    offset modulo 8. An empty fixed-Huffman block is 10 bits; for odd offsets one empty dynamic
+    block of 99 bits comes first (complete codes only: literal 0 and end-of-block of one bit each,
+    two distance codes of one bit)."""
+    value, length = 0, 0
+
+    def put(bits: int, count: int) -> None:  # a number, least significant bit first
+        nonlocal value, length
+        value |= bits << length
+        length += count
+
+    def code(bits: int, count: int) -> None:  # a Huffman code, most significant bit first
+        put(int(format(bits, f"0{count}b")[::-1], 2), count)
+
+    def fixed() -> None:
+        put(0, 1)  # not the last block
+        put(1, 2)  # fixed Huffman codes
+        code(0, 7)  # end of block
+
+    def dynamic() -> None:
+        put(0, 1)
+        put(2, 2)  # dynamic Huffman codes
+        put(0, 5)  # 257 literal/length codes
+        put(1, 5)  # 2 distance codes
+        put(14, 4)  # 18 code length codes, in the order below
+        lengths = {1: 1, 17: 2, 18: 2}  # canonical codes: 1 -> 0, 17 -> 10, 18 -> 11
+        for symbol in (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1):
+            put(lengths.get(symbol, 0), 3)
+        code(0, 1)  # literal 0: length 1
+        code(3, 2), put(138 - 11, 7)  # 138 zeros
+        code(3, 2), put(114 - 11, 7)  # 114 zeros
+        code(2, 2), put(3 - 3, 3)  # 3 zeros: literals 1-255 unused
+        code(0, 1)  # end of block: length 1
+        code(0, 1), code(0, 1)  # distance codes 0 and 1: length 1
+        code(1, 1)  # end of block (literal 0 is 0, end of block is 1)
+
+    blocks = {}
+    for bit in range(1, 8):
+        value, length = 0, 0
+        if bit % 2:
+            dynamic()
+        while length % 8 != bit:
+            fixed()
+        blocks[bit] = (value, length)
+    return blocks
+
+
+class TrailerMaker:
+    """The new trailer from the upstream's: `original` is the CRC and length of the decoded bytes
+    the upstream's blocks before the boundary held, `replaced` those of what was sent instead."""
+
+    def __init__(self, *, original_crc: int, original_size: int, new_crc: int, new_size: int) -> None:
+        self._original_crc, self._original_size = original_crc, original_size
+        self._new_crc, self._new_size = new_crc, new_size
+
+    def __call__(self, crc: int, size: int) -> bytes:
+        rest = (size - self._original_size) & 0xFFFFFFFF
+        combined = crc ^ _shift_crc(self._original_crc ^ self._new_crc, rest)
+        return struct.pack("<II", combined, (size - self._original_size + self._new_size) & 0xFFFFFFFF)
+
+
+# CRC-32 arithmetic of zlib's crc32_combine(): multiplication modulo the reflected polynomial.
+_POLY = 0xEDB88320
+
+
+def _multmodp(a: int, b: int) -> int:
+    m = 1 << 31
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                break
+        m >>= 1
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+    return p
+
+
+def _x2n_table() -> list[int]:
+    table = [1 << 30]  # x^1
+    for _ in range(31):
+        table.append(_multmodp(table[-1], table[-1]))
+    return table
+
+
+_X2N = _x2n_table()
+
+
+def _shift_crc(crc: int, length: int) -> int:
+    """`crc` advanced over `length` zero bytes in the sense of crc32_combine: crc(A+B) equals
+    _shift_crc(crc(A), len(B)) ^ crc(B)."""
+    op = 1 << 31  # x^0
+    n, k = length, 3  # x^(8 * length)
+    while n:
+        if n & 1:
+            op = _multmodp(_X2N[k & 31], op)
+        n >>= 1
+        k += 1
+    return _multmodp(op, crc)
+
+
+class SplicingDecoder(codecs.Decoder):
+    """The gzip decoder of a stream that may splice: at most `window` decoded bytes a call while
+    the page is scanned, so that little past the insertion point is decoded before it is known."""
+
+    encoding = "gzip"
+
+    def __init__(self, window: int) -> None:
+        self.inflater = BlockInflater()
+        self._window = window
+        self._pushed = False
+
+    def _feed(self, chunk: bytes) -> bytes:
+        self._pushed = self._pushed or bool(chunk)
+        self.inflater.push(chunk)
+        decoded = self.inflater.pull(self._window)
+        self._check_single_member()
+        return decoded
+
+    def _flush(self) -> bytes:
+        pieces = []
+        while piece := self.inflater.pull(256 * 1024):
+            pieces.append(piece)
+        if self._pushed and not self.inflater.ended:
+            raise self._truncated()
+        self._check_single_member()
+        return b"".join(pieces)
+
+    def _check_single_member(self) -> None:
+        if self.inflater.ended and self.inflater.after_end.strip(b"\0"):
+            # The page goes on in another member: the plain decoder's business, not a splicer's.
+            raise ValueError("the gzip member ends before the body does")
+
+
+_ALIGNING_BLOCKS = _aligning_blocks()

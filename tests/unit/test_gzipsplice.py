@@ -1,0 +1,123 @@
+"""gzip bodies that reuse the upstream's deflate blocks after the snippet: the client must decode
+exactly the page with the snippet (CRC and length checked), for any chunking and any encoder."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy.net import encoding as mitm_encoding
+
+from rumproxy import gzipsplice, htmlscan
+from rumproxy.stream import InjectingStream
+
+pytestmark = pytest.mark.skipif(not gzipsplice.available(), reason="zlib cannot be loaded through ctypes")
+
+SNIPPET = b'<script src="/__rum/agent.js"></script><script>rum()</script>'
+WORDS = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore".split()
+
+
+def page(size: int, seed: int, head: bytes = b"<!doctype html><html><head><meta charset=utf-8><title>t</title>") -> bytes:
+    rng = random.Random(seed)
+    body = bytearray(head + b"</head><body>")
+    while len(body) < size:
+        body += b"<p class=c%d>" % rng.randrange(50) + b" ".join(rng.choices(WORDS, k=rng.randrange(3, 40))) + b"</p>\n"
+    return bytes(body) + b"</body></html>"
+
+
+def gzip_stream(document: bytes, level: int, flush_every: int | None) -> bytes:
+    """As servers send it: one member, optionally with sync flushes while the page is produced."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    step = flush_every or len(document)
+    parts = []
+    for start in range(0, len(document), step):
+        parts.append(compressor.compress(document[start : start + step]))
+        if flush_every:
+            parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def stream_through(raw: bytes, chunks: list[bytes], **kwargs) -> tuple[bytes, InjectingStream, list[bytes]]:
+    stream = InjectingStream(encoding="gzip", snippet=SNIPPET, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
+    out = []
+    for chunk in [*chunks, b""]:
+        result = stream(chunk)
+        pieces = [result] if isinstance(result, (bytes, bytearray)) else list(result)
+        out.extend(bytes(piece) for piece in pieces)
+    return b"".join(out), stream, out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.sampled_from([20_000, 90_000, 300_000]),
+    seed=st.integers(0, 5),
+    level=st.sampled_from([0, 1, 6, 9]),
+    flush_every=st.sampled_from([None, 4096, 65536]),
+    cuts=st.lists(st.integers(0, 10**7), max_size=10),
+)
+def test_spliced_body_decodes_to_the_page_with_the_snippet(size, seed, level, flush_every, cuts):
+    document = page(size, seed)
+    raw = gzip_stream(document, level, flush_every)
+    output, stream, _ = stream_through(raw, chunks_of(raw, cuts))
+    offset = document.index(b"<title>")
+    expected = document[:offset] + SNIPPET + document[offset:]
+    assert gzip.decompress(output) == expected  # checks the trailer's CRC-32 and length too
+    assert mitm_encoding.decode(output, "gzip") == expected
+    if size >= 300_000:
+        assert stream.reused_from is not None and stream.reused_from >= offset + gzipsplice.WINDOW
+
+
+def test_a_large_page_reuses_most_of_the_upstream_bytes():
+    document = page(2_000_000, 1)
+    raw = gzip.compress(document, 6)
+    output, stream, _ = stream_through(raw, chunks_of(raw, list(range(0, len(raw), 65536))))
+    assert stream.reused_from is not None and stream.reused_from < 300_000
+    assert gzip.decompress(output) == document.replace(b"<title>", SNIPPET + b"<title>", 1)
+    assert abs(len(output) - len(raw)) < 20_000  # re-compressed at level 1 only up to the reuse point
+
+
+def test_a_meta_policy_edit_is_inside_the_re_encoded_part():
+    head = b'<html><head><meta http-equiv="Content-Security-Policy" content="connect-src \'self\'">'
+    document = page(400_000, 2, head=head)
+    raw = gzip.compress(document, 6)
+    edit = lambda policy: policy + " https://apm.test"  # noqa: E731
+    output, stream, _ = stream_through(raw, chunks_of(raw, [1000, 50_000]), edit_policy=edit)
+    assert stream.reused_from is not None
+    expected = b"<html><head>" + SNIPPET + document[len(b"<html><head>") :].replace(b"'self'\"", b"'self' https://apm.test\"", 1)
+    assert gzip.decompress(output) == expected
+
+
+def test_a_second_member_after_the_snippet_goes_on_as_received():
+    first, second = page(50_000, 3), b"<p>second member</p>" * 100
+    raw = gzip.compress(first, 6) + gzip.compress(second, 6)
+    output, stream, _ = stream_through(raw, chunks_of(raw, [500, 40_000]))
+    assert stream.reused_from is None
+    assert gzip.decompress(output) == first.replace(b"<title>", SNIPPET + b"<title>", 1) + second
+
+
+def test_a_body_cut_off_after_the_reuse_point_stays_broken_for_the_client():
+    document = page(400_000, 4)
+    raw = gzip.compress(document, 6)[:-20_000]
+    output, stream, _ = stream_through(raw, chunks_of(raw, [30_000]))
+    assert stream.reused_from is not None
+    with pytest.raises((EOFError, zlib.error, gzip.BadGzipFile)):
+        gzip.decompress(output)
+    # Up to where the upstream's bytes stop making sense (its last 8 were taken for the trailer):
+    decoded = zlib.decompressobj(31).decompress(output)[:-4096]
+    assert len(decoded) > 250_000
+    assert decoded == document.replace(b"<title>", SNIPPET + b"<title>", 1)[: len(decoded)]
+
+
+@given(st.binary(max_size=300), st.binary(max_size=3000))
+def test_crc_shift_is_zlibs_crc32_combine(a, b):
+    assert gzipsplice._shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
