@@ -131,12 +131,7 @@ class RumInject:
         except OSError as e:
             raise RulesError(f"{rules.source}: cannot read an agent script: {e}") from None
         script_paths = {file: entry.path for file, entry in hosted.items()}
-        bootstraps = {}
-        for rule in rules.rules:
-            script_src = rule.agent.script_url
-            if rule.agent.script_file is not None:
-                script_src = script_paths.get(rule.agent.script_file)
-            bootstraps[id(rule)] = snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
+        bootstraps = {id(rule): bootstrap_for(rule, script_paths) for rule in rules.rules}
         # The rule set and what is derived from it change together: a flow sees the one or the other.
         self.rules, self.hosted, self.script_paths, self.bootstraps = (
             rules,
@@ -295,6 +290,7 @@ class RumInject:
         assert response is not None and response.raw_content is not None
         if not response.raw_content:
             return self._skipped(flow, state, "empty body")
+        # Read again rather than kept from responseheaders: other addons may edit headers in between.
         headers = HeaderView(response.headers)
         result = inject_buffered(
             response.raw_content,
@@ -336,18 +332,12 @@ class RumInject:
         bootstrap = self.bootstraps.get(id(state.rule))
         if bootstrap is None or bootstrap.agent is not state.rule.agent:
             # The rules were reloaded while this flow was on its way: render from its own rule.
-            bootstrap = self._bootstrap(state.rule)
+            bootstrap = bootstrap_for(state.rule, self.script_paths)
         policy = self._csp(flow, state, headers, bootstrap)
         if policy is None:
             return None
         markup = bootstrap.render(state.trace, policy.nonce)
         return Plan(markup=markup, csp=policy, edit_policy=self._meta_policy_edit(flow, state))
-
-    def _bootstrap(self, rule: Rule) -> snippet.Bootstrap:
-        script_src = rule.agent.script_url
-        if rule.agent.script_file is not None:
-            script_src = self.script_paths.get(rule.agent.script_file)
-        return snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
 
     def _meta_policy_edit(self, flow: http.HTTPFlow, state: FlowState) -> PolicyEdit | None:
         agent = state.rule.agent
@@ -412,6 +402,14 @@ class RumInject:
         if state.trace is not None:
             edits.update(tracing.expose(headers, state.trace, state.rule.trace, state.tracestate))
         return edited(response.headers.fields, edits)
+
+
+def bootstrap_for(rule: Rule, script_paths: dict[Path, str]) -> snippet.Bootstrap:
+    """The rule's bootstrap; a local agent file loads from the URL path the proxy serves it under."""
+    script_src = rule.agent.script_url
+    if rule.agent.script_file is not None:
+        script_src = script_paths.get(rule.agent.script_file)
+    return snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
 
 
 def site(request: http.Request, headers: HeaderView | None = None) -> tuple[str, int]:

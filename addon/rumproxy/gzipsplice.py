@@ -165,28 +165,24 @@ class GzipWriter:
         self._deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
         self.crc = 0
         self.size = 0
-        self._started = False
+        self._header = _GZIP_HEADER  # goes out with the first output
 
     def feed(self, data: bytes | memoryview) -> bytes:
         self.crc = zlib.crc32(data, self.crc)
         self.size += len(data)
-        compressed = self._deflate.compress(data)
-        if not self._started:
-            self._started = True
-            return _GZIP_HEADER + compressed
-        return compressed
+        return self._out(self._deflate.compress(data))
 
     def sync(self) -> bytes:
         """Everything so far, ending on a byte: the point where other deflate blocks may follow."""
-        head = b"" if self._started else _GZIP_HEADER
-        self._started = True
-        return head + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        return self._out(self._deflate.flush(zlib.Z_SYNC_FLUSH))
 
     def flush(self) -> bytes:
         """The end of the body: the rest of the deflate data and the trailer."""
-        head = b"" if self._started else _GZIP_HEADER
-        self._started = True
-        return head + self._deflate.flush(zlib.Z_FINISH) + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+        return self._out(self._deflate.flush(zlib.Z_FINISH) + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
+
+    def _out(self, compressed: bytes) -> bytes:
+        header, self._header = self._header, b""
+        return header + compressed if header else compressed
 
 
 class Forwarder:
@@ -197,7 +193,8 @@ class Forwarder:
     ours to that same bit, so the upstream's bytes go on as they are, stored blocks' padding and the
     end of the stream included. Only the gzip trailer (the last 8 bytes) is held back and replaced."""
 
-    def __init__(self, first: bytes, bit: int) -> None:
+    def __init__(self, first: bytes, bit: int, trailer: TrailerMaker) -> None:
+        self._trailer = trailer
         if bit:
             value, length = _ALIGNING_BLOCKS[bit]
             ours = value.to_bytes((length + 7) // 8, "little")
@@ -208,21 +205,19 @@ class Forwarder:
             self._pending = first
 
     def feed(self, chunk: bytes) -> bytes:
-        if len(self._pending) + len(chunk) <= 8:
-            self._pending += chunk
-            return b""
-        if len(chunk) >= 8:
-            out, self._pending = self._pending + chunk[:-8], chunk[-8:]
-            return out
         data = self._pending + chunk
-        out, self._pending = data[:-8], data[-8:]
-        return out
+        self._pending = data[-8:]
+        return data[:-8]
 
-    def finish(self, trailer: TrailerMaker) -> bytes:
+    @property
+    def held(self) -> bytes:
+        return self._pending
+
+    def finish(self) -> bytes:
+        """The new trailer in place of the held-back one; ValueError if the body was too short."""
         if len(self._pending) < 8:
             raise ValueError("gzip data ends without its trailer")
-        crc, size = struct.unpack("<II", self._pending[-8:])
-        return self._pending[:-8] + trailer(crc, size)
+        return self._trailer(*struct.unpack("<II", self._pending))
 
 
 def _aligning_blocks() -> dict[int, tuple[int, int]]:

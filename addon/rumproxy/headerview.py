@@ -50,10 +50,7 @@ class HeaderView:
 
     def text(self, name: bytes) -> str:
         """get() with "" for a missing header."""
-        found = self._values.get(name)
-        if found is None:
-            return ""
-        return _text(found[0]) if len(found) == 1 else ", ".join(map(_text, found))
+        return self.get(name) or ""
 
     def get_all(self, name: bytes) -> list[str]:
         return [_text(value) for value in self._values.get(name, ())]

@@ -65,13 +65,14 @@ def render(
 ) -> str:
     """The markup to insert. `script_src` is the URL the page loads the agent from."""
     config = agent_config(agent, trace, api_origins)
-    nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
     if agent.kind == "custom":
         return render_template(agent.template or "", script_src=script_src, trace=trace, nonce=nonce, config=config)
-    return (
-        f'<script src="{html.escape(script_src or "", quote=True)}" crossorigin{nonce_attr}></script>'
-        f"<script{nonce_attr}>{init_script(config)}</script>"
-    )
+    return _elastic_markup(html.escape(script_src or "", quote=True), nonce, init_script(config))
+
+
+def _elastic_markup(escaped_src: str, nonce: str | None, init: str) -> str:
+    nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
+    return f'<script src="{escaped_src}" crossorigin{nonce_attr}></script><script{nonce_attr}>{init}</script>'
 
 
 # The guard keeps a page that already started the agent from being initialised twice, and a
@@ -121,6 +122,7 @@ class Bootstrap:
         self.agent = agent
         self.script_src = script_src
         self.api_origins = api_origins
+        self._src = html.escape(script_src or "", quote=True)
         self._fast = agent.kind == "elastic" and _PAGE_KEYS.isdisjoint(agent.config)
         if not self._fast:
             return
@@ -135,7 +137,6 @@ class Bootstrap:
             self._unsampled_rate = ""
         origins = api_origins and "distributedTracingOrigins" not in config
         self._origins = f',"distributedTracingOrigins":{script_json(list(api_origins))}' if origins else ""
-        self._src = html.escape(script_src or "", quote=True)
 
     def config_json(self, trace: PageTrace | None) -> str:
         if not self._fast:
@@ -152,15 +153,9 @@ class Bootstrap:
         return f'{head}{comma}"pageLoadTraceId":"{trace.trace_id}","{span_key}":"{trace.span_id}"{sampling}{self._origins}}}'
 
     def init_script(self, trace: PageTrace | None) -> str:
-        if not self._fast:
-            return init_script(agent_config(self.agent, trace, self.api_origins))
         return _INIT_HEAD + self.config_json(trace) + _INIT_TAIL
 
     def render(self, trace: PageTrace | None, nonce: str | None = None) -> str:
-        if not self._fast:
+        if self.agent.kind == "custom":
             return render(self.agent, script_src=self.script_src, trace=trace, api_origins=self.api_origins, nonce=nonce)
-        nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
-        return (
-            f'<script src="{self._src}" crossorigin{nonce_attr}></script>'
-            f"<script{nonce_attr}>{_INIT_HEAD}{self.config_json(trace)}{_INIT_TAIL}</script>"
-        )
+        return _elastic_markup(self._src, nonce, self.init_script(trace))

@@ -79,7 +79,6 @@ class InjectingStream:
         self._inflater: gzipsplice.BlockInflater | None = None
         self._splice_after = 0
         self._forwarder: gzipsplice.Forwarder | None = None
-        self._trailer: gzipsplice.TrailerMaker | None = None
         if splice and name == "gzip" and gzipsplice.available():
             decoder = gzipsplice.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
             self._decoder, self._inflater = decoder, decoder.inflater
@@ -306,10 +305,10 @@ class InjectingStream:
                 out.append(encoder.sync())
             return b"".join(out)
         out.append(encoder.sync())
-        self._trailer = gzipsplice.TrailerMaker(
+        trailer = gzipsplice.TrailerMaker(
             original_crc=inflater.crc, original_size=inflater.decoded, new_crc=encoder.crc, new_size=encoder.size
         )
-        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit)
+        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer)
         inflater.close()
         self._inflater = None
         self._encoder = None
@@ -319,14 +318,17 @@ class InjectingStream:
         return b"".join(out)
 
     def _forward(self, chunk: bytes, end: bool) -> bytes:
-        assert self._forwarder is not None and self._trailer is not None
+        forwarder = self._forwarder
+        assert forwarder is not None
+        out = forwarder.feed(chunk)
+        if not end:
+            return out
         try:
-            out = self._forwarder.feed(chunk)
-            return out + self._forwarder.finish(self._trailer) if end else out
+            return out + forwarder.finish()
         except ValueError as e:
             # The upstream's body ended without its trailer: so does ours, as cut short as theirs.
             logger.warning("%s: %s", self._label, e)
-            return b""
+            return out + forwarder.held
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients
