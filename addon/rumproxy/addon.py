@@ -10,19 +10,20 @@ import dataclasses
 import functools
 import logging
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.net.http import url
 
-from rumproxy import codecs, csp, decision, hosting, htmlscan, snippet, tracing
+from rumproxy import codecs, csp, decision, gzipsplice, hosting, htmlscan, snippet, tracing
 from rumproxy.charset import detect_charset
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.reload import RulesWatcher
-from rumproxy.rewrite import PolicyBlocked, PolicyEdit, inject_buffered
+from rumproxy.rewrite import PolicyBlocked, PolicyEdit, Rewritten, inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
-from rumproxy.stream import InjectingStream, StreamOutcome
+from rumproxy.stream import InjectingStream, StreamOutcome, send_whole
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,9 @@ class RumInject:
             "rum_gzip_splice",
             bool,
             True,
-            "While streaming a gzip page, re-compress it only up to 32 KiB past the snippet and send the "
-            "upstream's own deflate blocks after that. Turn off for upstreams that send several gzip members.",
+            "For a gzip page (streamed, or whole and larger than the scan window), re-compress it only up to "
+            "32 KiB past the snippet and send the upstream's own deflate blocks after that. Turn off for "
+            "upstreams that send several gzip members.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -224,15 +226,7 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        stream = InjectingStream(
-            encoding=encoding,
-            snippet=state.plan.markup.encode("ascii"),
-            scanner=htmlscan.InsertionScanner(ctx.options.rum_scan_limit),
-            on_done=lambda outcome: self._streamed(flow, state, outcome),
-            label=flow.request.pretty_url,
-            edit_policy=state.plan.edit_policy,
-            splice=ctx.options.rum_gzip_splice,
-        )
+        stream = self._stream(flow, state.plan, encoding, on_done=lambda outcome: self._streamed(flow, state, outcome))
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
         framing: dict[bytes, Edit] = {b"content-length": None}
@@ -257,14 +251,25 @@ class RumInject:
         if response.stream:
             return True  # mitmproxy streams it anyway (stream_large_bodies): stream it our way
         mode = ctx.options.rum_stream
-        if mode == "never" or not plan.markup.isascii() or flow.request.http_version == "HTTP/1.0":
+        if mode == "never" or flow.request.http_version == "HTTP/1.0" or not streamable(plan, headers):
             return False
-        if not detect_charset(headers.get(b"content-type"), b"").ascii_compatible:
-            return False  # UTF-16 and friends are transcoded in the buffered path
         if mode == "always":
             return True
         length = headers.get(b"content-length")
         return length is None or not length.isdigit() or int(length) > STREAM_ABOVE
+
+    def _stream(
+        self, flow: http.HTTPFlow, plan: Plan, encoding: str, on_done: Callable[[StreamOutcome], None] | None = None
+    ) -> InjectingStream:
+        return InjectingStream(
+            encoding=encoding,
+            snippet=plan.markup.encode("ascii"),
+            scanner=htmlscan.InsertionScanner(ctx.options.rum_scan_limit),
+            on_done=on_done,
+            label=flow.request.pretty_url,
+            edit_policy=plan.edit_policy,
+            splice=ctx.options.rum_gzip_splice,
+        )
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
@@ -292,14 +297,19 @@ class RumInject:
             return self._skipped(flow, state, "empty body")
         # Read again rather than kept from responseheaders: other addons may edit headers in between.
         headers = HeaderView(response.headers)
-        result = inject_buffered(
-            response.raw_content,
-            encoding=codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity",
-            content_type=headers.get(b"content-type"),
-            snippet=plan.markup,
-            limit=ctx.options.rum_scan_limit,
-            edit_policy=plan.edit_policy,
-        )
+        encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
+        result = None
+        if encoding == "gzip" and self._splices_whole(response.raw_content, plan, headers):
+            result = self._inject_spliced(flow, plan, response.raw_content)
+        if result is None:
+            result = inject_buffered(
+                response.raw_content,
+                encoding=encoding,
+                content_type=headers.get(b"content-type"),
+                snippet=plan.markup,
+                limit=ctx.options.rum_scan_limit,
+                edit_policy=plan.edit_policy,
+            )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
         framing: dict[bytes, Edit] = {}
@@ -310,6 +320,27 @@ class RumInject:
         response.headers.fields = fields
         response.raw_content = result.body
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset})")
+
+    def _splices_whole(self, raw: bytes, plan: Plan, headers: HeaderView) -> bool:
+        """Whether a whole gzip body is large enough for block reuse to pay: its decoded size
+        (the trailer's ISIZE) goes past the scan window and deflate's window after it."""
+        if not ctx.options.rum_gzip_splice or not gzipsplice.available() or not streamable(plan, headers):
+            return False
+        decoded_size = int.from_bytes(raw[-4:], "little")
+        return decoded_size > max(ctx.options.rum_scan_limit, 16 * 1024) + gzipsplice.WINDOW
+
+    def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes) -> Rewritten | None:
+        """A whole gzip page sent through a splicing stream; None where the stream leaves the page
+        alone, for the whole-body path to decide (a UTF-16 page, say, it can transcode)."""
+        stream = self._stream(flow, plan, "gzip")
+        body = send_whole(stream, raw)
+        outcome = stream.outcome
+        if outcome is None or not outcome.injected:
+            return None
+        placement = outcome.placement
+        if stream.reused_from is not None:
+            placement = f"{placement}; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
+        return Rewritten(body, "injected", outcome.offset, placement)
 
     def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
         logger.debug(f"{flow.request.pretty_url}: not injected: {reason}")
@@ -410,6 +441,12 @@ def bootstrap_for(rule: Rule, script_paths: dict[Path, str]) -> snippet.Bootstra
     if rule.agent.script_file is not None:
         script_src = script_paths.get(rule.agent.script_file)
     return snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
+
+
+def streamable(plan: Plan, headers: HeaderView) -> bool:
+    """Whether a stream can inject this page: it writes ASCII markup into ASCII-compatible pages.
+    UTF-16 and friends are transcoded by the whole-body path."""
+    return plan.markup.isascii() and detect_charset(headers.get(b"content-type"), b"").ascii_compatible
 
 
 def site(request: http.Request, headers: HeaderView | None = None) -> tuple[str, int]:

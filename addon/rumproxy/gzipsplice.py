@@ -8,7 +8,8 @@ at blocks), compress the page from its start to such a boundary with the snippet
 with a sync flush and empty blocks that reach the bit where the upstream's next block starts
 (Forwarder), then send the upstream's bytes on as they are, and a trailer whose CRC-32 is combined
 from the upstream's without decoding the rest. zlib's examples/gzjoin.c and Varnish's ESI
-stitching reuse deflate blocks the same way.
+stitching reuse deflate blocks the same way. A whole (buffered) gzip body goes through the same
+stream in one piece (stream.send_whole).
 
 Limits: a body of several gzip members, or padded after its member, would get the new trailer in
 the wrong place when the first member ends after the reuse point; servers send HTML as one member,
@@ -25,6 +26,7 @@ import zlib
 from rumproxy import codecs
 
 WINDOW = 32 * 1024  # deflate's longest back-reference
+_OUT_SIZE = 64 * 1024  # inflate's output buffer: allocated once per body, zero-filled by ctypes
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime, OS unknown
 _Z_OK, _Z_STREAM_END, _Z_BUF_ERROR, _Z_BLOCK = 0, 1, -5, 5
 _END_OF_BLOCK = 128  # data_type: inflate stopped right after a block (or after the gzip header)
@@ -86,7 +88,7 @@ class BlockInflater:
         self._open = True
         self._input = b""  # what inflate reads from; the stream points into it
         self._used = 0  # bytes of _input inflate has taken
-        self._out = ctypes.create_string_buffer(64 * 1024)
+        self._out = ctypes.create_string_buffer(_OUT_SIZE)
         self.decoded = 0  # bytes decoded so far
         self.crc = 0  # CRC-32 of them
         self.ended = False  # the member's end was decoded
@@ -107,8 +109,6 @@ class BlockInflater:
         """Up to `limit` decoded bytes of what was pushed. With `splice_after`, stops at the first
         block boundary where at least that many bytes are decoded, and sets `rest` and `bit`."""
         stream, out = self._stream, self._out
-        if len(out) < limit:
-            self._out = out = ctypes.create_string_buffer(limit)
         source = ctypes.c_char_p(self._input)  # keeps _input's buffer addressable
         base = ctypes.cast(source, ctypes.c_void_p).value or 0
         pieces: list[bytes] = []
@@ -117,18 +117,19 @@ class BlockInflater:
             available = len(self._input) - self._used
             stream.next_in = base + self._used
             stream.avail_in = available
+            room = min(limit - produced, _OUT_SIZE)
             stream.next_out = ctypes.addressof(out)
-            stream.avail_out = limit - produced
+            stream.avail_out = room
             status = _ZLIB.inflate(self._pointer, _Z_BLOCK)
             taken = available - stream.avail_in
-            made = (limit - produced) - stream.avail_out
+            made = room - stream.avail_out
             self._used += taken
             if made:
                 piece = ctypes.string_at(out, made)
                 pieces.append(piece)
                 produced += made
                 self.decoded += made
-                self.crc = zlib.crc32(piece, self.crc)
+                self.crc = codecs.deflate_lib.crc32(piece, self.crc)
             if status == _Z_STREAM_END:
                 self.ended = True
                 self.after_end = self._input[self._used :]
@@ -162,13 +163,13 @@ class GzipWriter:
     """A gzip encoder whose deflate data can be continued by another stream's blocks."""
 
     def __init__(self) -> None:
-        self._deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+        self._deflate = codecs.deflater(-15)
         self.crc = 0
         self.size = 0
         self._header = _GZIP_HEADER  # goes out with the first output
 
     def feed(self, data: bytes | memoryview) -> bytes:
-        self.crc = zlib.crc32(data, self.crc)
+        self.crc = codecs.deflate_lib.crc32(data, self.crc)
         self.size += len(data)
         return self._out(self._deflate.compress(data))
 
@@ -307,11 +308,19 @@ def _x2n_table() -> list[int]:
 
 
 _X2N = _x2n_table()
+_CRC32_COMBINE = getattr(codecs.deflate_lib, "crc32_combine", None)
 
 
 def _shift_crc(crc: int, length: int) -> int:
     """`crc` advanced over `length` zero bytes in the sense of crc32_combine: crc(A+B) equals
     _shift_crc(crc(A), len(B)) ^ crc(B)."""
+    if _CRC32_COMBINE is not None:
+        return _CRC32_COMBINE(crc, 0, length)
+    return _python_shift_crc(crc, length)
+
+
+def _python_shift_crc(crc: int, length: int) -> int:
+    # Python's zlib module has no crc32_combine; ISA-L's has.
     op = 1 << 31  # x^0
     n, k = length, 3  # x^(8 * length)
     while n:

@@ -17,6 +17,9 @@ GET /csp/report-only       only a Content-Security-Policy-Report-Only header
 GET /spa                   #route-a / #route-b: history.pushState + fetch /api/items
 GET /own-agent             loads /static/elastic-apm-rum.umd.min.js and calls init itself
 GET /static/own-script.js  what the pages whose policy forbids inline script run instead
+GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
+                           for clients that accept it, ?length=no chunked; its script counts the
+                           paragraphs and hashes their text into the body's dataset
 
 Every page's own script marks `document.body.dataset.ownScript = "ran"`, so a test can tell a
 policy adjusted for the agent from one that broke the page. --rum-server-url (default: the
@@ -27,9 +30,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
+import gzip
 import hashlib
 import html
 import json
+import random
 import secrets
 
 from flask import Flask, Response, jsonify, request
@@ -209,6 +215,47 @@ def own_agent_bundle() -> Response:
 @app.get("/static/own-script.js")
 def own_script() -> Response:
     return Response(MARK_SCRIPT + "\n", content_type="text/javascript; charset=utf-8")
+
+
+LARGE_SCRIPT = """
+(async function () {
+  var texts = Array.from(document.querySelectorAll("main p"), function (p) { return p.textContent; });
+  var digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(texts.join("\\n")));
+  document.body.dataset.paragraphs = texts.length;
+  document.body.dataset.sha256 = Array.from(new Uint8Array(digest), function (b) {
+    return b.toString(16).padStart(2, "0");
+  }).join("");
+})();
+document.body.dataset.ownScript = "ran";
+"""
+
+
+def large_paragraphs(count: int) -> list[str]:
+    """Seeded text varied enough that gzip -6 ends a deflate block every ~50 KB, as on real pages."""
+    rng = random.Random(count)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(3000)]
+    return [" ".join(rng.choices(words, k=rng.randint(8, 16))) for _ in range(count)]
+
+
+@functools.lru_cache(maxsize=4)
+def large_page(count: int) -> tuple[bytes, bytes]:
+    """The page of `count` paragraphs, and its gzip."""
+    body = "<main>\n" + "".join(f"<p>{text}</p>\n" for text in large_paragraphs(count)) + "</main>\n"
+    text = page("large", body + f"<script>{LARGE_SCRIPT}</script>\n").encode()
+    return text, gzip.compress(text, 6, mtime=0)
+
+
+@app.get("/large")
+def large() -> Response:
+    text, compressed = large_page(int(request.args.get("paragraphs", "4000")))
+    accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    body = compressed if accepts_gzip else text
+    pieces = (body[start : start + 16384] for start in range(0, len(body), 16384))
+    response = Response(pieces if request.args.get("length") == "no" else body, content_type="text/html; charset=utf-8")
+    if accepts_gzip:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    return response
 
 
 @app.get("/favicon.ico")

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 
 NAVIGATION = {"Sec-Fetch-Dest": "document", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 PAGE_SIZE = 20 * 1024 * 1024
+MEDIUM_SIZE = 300 * 1000  # buffered under rum_stream=auto: its gzip is ~45 KB
 PIECE = 64 * 1024  # what the upstream writes at a time
 # Buffering a 20 MB page costs mitmdump several copies of it; streaming it, a few chunks. The bound
 # is generous against allocator noise and still far below one buffered copy plus its decoded twin.
@@ -58,10 +59,11 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query)
         encoding = query.get("encoding", ["identity"])[0]
         sized = query.get("length", ["yes"])[0] == "yes"
-        body = self.bodies[encoding] if urlsplit(self.path).path == "/large" else HEAD + b"</head><body>small</body>"
+        path = urlsplit(self.path).path
+        body = self.bodies.get((path, encoding), HEAD + b"</head><body>small</body>")
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
-        if encoding != "identity" and urlsplit(self.path).path == "/large":
+        if encoding != "identity" and path != "/small":
             self.send_header("Content-Encoding", encoding)
         if sized:
             self.send_header("Content-Length", str(len(body)))
@@ -85,8 +87,14 @@ def page() -> bytes:
 
 @pytest.fixture(scope="module")
 def large_upstream(page: bytes) -> Iterator[str]:
-    """A threaded upstream in this process: GET /large?encoding=identity|gzip&length=yes|no."""
-    handler = type("Handler", (_Handler,), {"bodies": {"identity": page, "gzip": gzip.compress(page, 6, mtime=0)}})
+    """A threaded upstream in this process: GET /large|/medium?encoding=identity|gzip&length=yes|no."""
+    medium = large_page(MEDIUM_SIZE)
+    bodies = {
+        ("/large", "identity"): page,
+        ("/large", "gzip"): gzip.compress(page, 6, mtime=0),
+        ("/medium", "gzip"): gzip.compress(medium, 6, mtime=0),
+    }
+    handler = type("Handler", (_Handler,), {"bodies": bodies})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -147,3 +155,27 @@ def test_20mb_page_streams_with_one_snippet(auto_proxy, page, encoding, length):
         # body is the upstream's size, not that of a level-1 re-compression of 20 MB.
         upstream_size = len(gzip.compress(page, 6, mtime=0))
         assert abs(len(raw) - upstream_size) < 64 * 1024, (len(raw), upstream_size)
+
+
+def test_whole_gzip_page_reuses_the_upstreams_blocks(auto_proxy):
+    """A 300 KB page whose gzip (~45 KB) is below the streaming threshold is rewritten whole, and
+    from the first deflate block boundary 32 KiB past the snippet on, the upstream's blocks go on
+    as they are: the body ends in the upstream's bytes, with a trailer of its own."""
+    proxy, _ = auto_proxy
+    page = large_page(MEDIUM_SIZE)
+    upstream_body = gzip.compress(page, 6, mtime=0)
+    session = requests.Session()
+    session.trust_env = False
+    response = session.get(f"{proxy.url}/medium?encoding=gzip&length=yes",
+                           headers={**NAVIGATION, "Accept-Encoding": "gzip"}, stream=True, timeout=60)
+    raw = response.raw.read(decode_content=False)
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["content-length"] == str(len(raw))  # buffered: sized, not chunked
+    assert "transfer-encoding" not in response.headers
+    output = gzip.decompress(raw)  # checks the CRC-32 and length in the new trailer too
+    offset, inserted = split_insertion(page, output, starts_with=b"<script")
+    assert page[:offset].endswith(b'<meta charset="utf-8">')
+    assert inserted.startswith(b'<script src="/__rum/') and output.count(b'<script src="/__rum/') == 1
+    assert upstream_body[:-8].endswith(raw[-4096:-8])
+    assert raw[-8:] != upstream_body[-8:]

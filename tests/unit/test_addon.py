@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import random
 import textwrap
 from pathlib import Path
 
@@ -83,19 +85,22 @@ def test_unmatched_host_is_not_touched_at_all(rules):
         assert "rumproxy" not in flow.metadata and not flow.comment
 
 
-@pytest.mark.parametrize("where", ["inject_buffered", "tracing.expose"])
+@pytest.mark.parametrize("where", ["inject_buffered", "send_whole", "tracing.expose"])
 def test_an_exception_leaves_the_response_as_received_and_logs_one_line(rules, monkeypatch, caplog, where):
     def explode(*args, **kwargs):
         raise RuntimeError("boom")
 
-    if where == "inject_buffered":
-        monkeypatch.setattr(addon_module, "inject_buffered", explode)
+    if where in ("inject_buffered", "send_whole"):
+        monkeypatch.setattr(addon_module, where, explode)
     else:
         monkeypatch.setattr(addon_module.tracing, "expose", explode)
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules))
-        flow = page_flow(etag='"v1"')
+        if where == "send_whole":
+            flow = page_flow(body=gzip.compress(large_page()), content_encoding="gzip", etag='"v1"')
+        else:
+            flow = page_flow(etag='"v1"')
         original = flow.response.copy()
         with caplog.at_level(logging.ERROR, logger="rumproxy"):
             run(rum, flow)
@@ -142,3 +147,49 @@ def test_streaming_is_chosen_for_unsized_bodies(rules):
         out = b"".join(bytes(flow.response.stream(PAGE[i : i + 7])) for i in range(0, len(PAGE), 7)) + flow.response.stream(b"")
         assert out.replace(out[out.index(b"<script") : out.rindex(b"</script>") + 9], b"") == PAGE
         assert flow.metadata["rumproxy"]["action"].startswith("injected while streaming")
+
+
+def large_page(size: int = 200_000) -> bytes:
+    rng = random.Random(7)
+    # Varied enough that gzip -6 ends deflate blocks every ~50 KB, as on real pages.
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(2000)]
+    paragraphs = [f"<p>{' '.join(rng.choices(words, k=12))}</p>\n" for _ in range(size // 80)]
+    return PAGE.replace(b"<body>x</body>", ("<body>" + "".join(paragraphs) + "</body>").encode())
+
+
+def without_snippet(document: bytes) -> bytes:
+    start = document.index(b'<script src="/__rum/')
+    end = document.index(b"</script>", document.index(b"<script>", start + 1)) + len(b"</script>")
+    return document[:start] + document[end:]
+
+
+@pytest.mark.parametrize("splice", [True, False])
+def test_a_whole_large_gzip_page_reuses_the_upstreams_blocks(rules, splice):
+    page = large_page()
+    upstream_body = gzip.compress(page, 6, mtime=0)
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_gzip_splice=splice)
+        flow = page_flow(body=upstream_body, content_encoding="gzip")
+        run(rum, flow)
+        body = flow.response.raw_content
+        assert flow.response.headers["content-length"] == str(len(body))
+        assert without_snippet(gzip.decompress(body)) == page
+        action = flow.metadata["rumproxy"]["action"]
+        assert action.startswith("injected (after-meta")
+        assert ("gzip blocks reused from decoded byte" in action) is splice
+        if splice:
+            assert body[-8:] != upstream_body[-8:]  # a trailer of its own
+            assert upstream_body[:-8].endswith(body[-4096:-8])  # the blocks at the end are the upstream's
+
+
+def test_a_large_gzip_utf16_page_is_transcoded_by_the_whole_body_path(rules):
+    page = b"\xff\xfe" + large_page().decode().encode("utf-16-le")
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow(body=gzip.compress(page, 6, mtime=0), content_encoding="gzip", content_type="text/html")
+        run(rum, flow)
+        document = gzip.decompress(flow.response.raw_content)
+        assert '<script src="/__rum/'.encode("utf-16-le") in document
+        assert flow.metadata["rumproxy"]["action"].startswith("injected (")

@@ -121,3 +121,4 @@ def test_a_body_cut_off_after_the_reuse_point_stays_broken_for_the_client():
 @given(st.binary(max_size=300), st.binary(max_size=3000))
 def test_crc_shift_is_zlibs_crc32_combine(a, b):
     assert gzipsplice._shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
+    assert gzipsplice._python_shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
