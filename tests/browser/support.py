@@ -7,12 +7,13 @@ the APM v2 shape, `endpoint` "rum" (the browser agent) or "backend" (elastic-apm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from rumproxy.rules import VENDORED_AGENT
-from tests.harness import REPO_ROOT, PythonApp
+from tests.harness import REPO_ROOT, Mitmdump, PythonApp
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -95,6 +96,16 @@ def write_rules(path: Path, *, server_url: str, rules: Sequence[dict[str, Any]])
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def reverse_proxy(app: BrowserApp, intake: Any, directory: Path,
+                  rules: Sequence[dict[str, Any]] | None = None) -> Iterator[Mitmdump]:
+    """mitmdump with the addon in reverse mode before `app`, its agents reporting to `intake`;
+    `rules` default to one rule for the whole site (127.0.0.1)."""
+    path = write_rules(directory / "rules.yaml", server_url=intake.url, rules=rules or [rule("site", ["127.0.0.1"])])
+    with Mitmdump(mode=f"reverse:{app.url}", rules=path) as mitmdump:
+        yield mitmdump
 
 
 # --- what the browser said -------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.browser.support import BrowserApp, BrowserPage, browser_suite, rule, wait_for_page_load, write_rules
+from tests.browser.support import BrowserApp, BrowserPage, browser_suite, reverse_proxy, rule, wait_for_page_load
 from tests.harness import Intake, Mitmdump
 
 pytestmark = browser_suite
@@ -25,18 +25,15 @@ def app(intake: Intake) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = write_rules(tmp_path_factory.mktemp("csp") / "rules.yaml", server_url=intake.url,
-                        rules=[rule("site", ["127.0.0.1"])])
-    with Mitmdump(mode=f"reverse:{app.url}", rules=rules) as mitmdump:
+    with reverse_proxy(app, intake, tmp_path_factory.mktemp("csp")) as mitmdump:
         yield mitmdump
 
 
 @pytest.fixture(scope="module")
 def keep_csp_proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
     """A second proxy whose rule may not touch a page's policy."""
-    rules = write_rules(tmp_path_factory.mktemp("csp-keep") / "rules.yaml", server_url=intake.url,
-                        rules=[rule("keep-csp", ["127.0.0.1"], csp={"adjust": False})])
-    with Mitmdump(mode=f"reverse:{app.url}", rules=rules) as mitmdump:
+    rules = [rule("keep-csp", ["127.0.0.1"], csp={"adjust": False})]
+    with reverse_proxy(app, intake, tmp_path_factory.mktemp("csp-keep"), rules) as mitmdump:
         yield mitmdump
 
 

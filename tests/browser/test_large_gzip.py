@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.apps.browserapp import large_page, large_paragraphs
-from tests.browser.support import BrowserApp, BrowserPage, browser_suite, rule, wait_for_page_load, write_rules
+from tests.browser.support import BrowserApp, BrowserPage, browser_suite, reverse_proxy, wait_for_page_load
 from tests.harness import Intake, Mitmdump
 
 pytestmark = browser_suite
@@ -29,9 +29,7 @@ def app(intake: Intake) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = write_rules(tmp_path_factory.mktemp("large") / "rules.yaml", server_url=intake.url,
-                        rules=[rule("site", ["127.0.0.1"])])
-    with Mitmdump(mode=f"reverse:{app.url}", rules=rules) as mitmdump:
+    with reverse_proxy(app, intake, tmp_path_factory.mktemp("large")) as mitmdump:
         yield mitmdump
 
 

@@ -16,9 +16,9 @@ from tests.browser.support import (
     browser_suite,
     linked_backend,
     page_load,
+    reverse_proxy,
     rule,
     rum_spans,
-    write_rules,
 )
 from tests.harness import Intake, Mitmdump
 
@@ -40,12 +40,8 @@ def api(intake: Intake) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(app: BrowserApp, api: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = write_rules(
-        tmp_path_factory.mktemp("reverse") / "rules.yaml",
-        server_url=intake.url,
-        rules=[rule("site", ["127.0.0.1"], config={"distributedTracingOrigins": [api.origin]})],
-    )
-    with Mitmdump(mode=f"reverse:{app.url}", rules=rules) as mitmdump:
+    rules = [rule("site", ["127.0.0.1"], config={"distributedTracingOrigins": [api.origin]})]
+    with reverse_proxy(app, intake, tmp_path_factory.mktemp("reverse"), rules) as mitmdump:
         yield mitmdump
 
 

@@ -15,11 +15,10 @@ from tests.browser.support import (
     browser_suite,
     page_loads,
     page_url,
-    rule,
+    reverse_proxy,
     rum_spans,
     transactions,
     wait_for_page_load,
-    write_rules,
 )
 from tests.harness import Intake, Mitmdump
 
@@ -37,9 +36,7 @@ def app(intake: Intake) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = write_rules(tmp_path_factory.mktemp("spa") / "rules.yaml", server_url=intake.url,
-                        rules=[rule("site", ["127.0.0.1"])])
-    with Mitmdump(mode=f"reverse:{app.url}", rules=rules) as mitmdump:
+    with reverse_proxy(app, intake, tmp_path_factory.mktemp("spa")) as mitmdump:
         yield mitmdump
 
 
