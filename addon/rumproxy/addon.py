@@ -7,20 +7,18 @@ upstream sent, and the log gets one line saying why.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.net.http import url
 
 from rumproxy import codecs, csp, decision, gzipsplice, hosting, htmlscan, snippet, tracing
-from rumproxy.charset import detect_charset
 from rumproxy.headerview import Edit, HeaderView, edited
+from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
-from rumproxy.rewrite import PolicyBlocked, PolicyEdit, Rewritten, inject_buffered
+from rumproxy.rewrite import Rewritten, inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome, send_whole
@@ -32,21 +30,7 @@ STREAM_MODES = ("auto", "always", "never")
 # scripts/bench: up to ~300 KB whole-body rewriting has the better throughput and the same time to
 # first byte; from ~512 KB streaming's first byte beats even plain mitmdump's (README, Performance).
 STREAM_ABOVE = 384 * 1024
-NO_POLICY = csp.CspAdjustment(policies=(), nonce=None, changed=False)
-# Validators and ranges of the upstream's body, which no longer describe the instrumented one.
-BODY_BOUND_EDITS: dict[bytes, Edit] = dict.fromkeys(
-    (b"accept-ranges", b"content-md5", b"digest", b"repr-digest", b"content-digest")
-)
-MARKER_EDIT: dict[bytes, Edit] = {decision.MARKER_HEADER_KEY: "rumproxy"}
 
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """What goes into one response: the markup, and the page's policy adjusted to allow it."""
-
-    markup: str
-    csp: csp.CspAdjustment
-    edit_policy: PolicyEdit | None  # for a <meta> policy in the page
 
 @dataclasses.dataclass
 class FlowState:
@@ -342,6 +326,21 @@ class RumInject:
             placement = f"{placement}; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
         return Rewritten(body, "injected", outcome.offset, placement)
 
+    def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
+        bootstrap = self.bootstraps.get(id(state.rule))
+        if bootstrap is None or bootstrap.agent is not state.rule.agent:
+            # The rules were reloaded while this flow was on its way: render from its own rule.
+            bootstrap = bootstrap_for(state.rule, self.script_paths)
+        return make_plan(flow.request, state.rule, state.trace, headers, bootstrap)
+
+    def _instrumented_fields(
+        self, response: http.Response, headers: HeaderView, state: FlowState, policy: csp.CspAdjustment,
+        framing: dict[bytes, Edit],
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        return instrumented_fields(
+            response.headers.fields, headers, state.rule, state.trace, state.tracestate, policy, framing
+        )
+
     def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
         logger.debug(f"{flow.request.pretty_url}: not injected: {reason}")
         self._record(flow, state, f"skipped: {reason}")
@@ -356,129 +355,6 @@ class RumInject:
         flow.metadata["rumproxy"] = metadata
         trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
-
-    def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
-        """The markup and the adjusted CSP for this response; None if its CSP blocks the snippet
-        and the rule forbids changing it."""
-        bootstrap = self.bootstraps.get(id(state.rule))
-        if bootstrap is None or bootstrap.agent is not state.rule.agent:
-            # The rules were reloaded while this flow was on its way: render from its own rule.
-            bootstrap = bootstrap_for(state.rule, self.script_paths)
-        policy = self._csp(flow, state, headers, bootstrap)
-        if policy is None:
-            return None
-        markup = bootstrap.render(state.trace, policy.nonce)
-        return Plan(markup=markup, csp=policy, edit_policy=self._meta_policy_edit(flow, state))
-
-    def _meta_policy_edit(self, flow: http.HTTPFlow, state: FlowState) -> PolicyEdit | None:
-        agent = state.rule.agent
-        server_url = agent.config.get("serverUrl") if agent.kind == "elastic" else None
-        if not isinstance(server_url, str):
-            return None
-        request = flow.request
-
-        def edit(policy: str) -> str:
-            widened = csp.allow_connect(policy, page_origin=page_origin(request), connect_url=server_url)
-            if widened != policy and not state.rule.csp_adjust:
-                raise PolicyBlocked("a <meta> Content-Security-Policy would block the agent's beacons and csp.adjust is false")
-            return widened
-
-        return edit
-
-    def _csp(
-        self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView, bootstrap: snippet.Bootstrap
-    ) -> csp.CspAdjustment | None:
-        policies = headers.get_all(b"content-security-policy")
-        if not policies:
-            return NO_POLICY
-        agent = state.rule.agent
-        script_src = bootstrap.script_src or ""
-        origin = page_origin(flow.request)
-        if script_src.startswith("//"):
-            script_url = f"{flow.request.scheme}:{script_src}"
-        elif script_src.startswith("/"):
-            script_url = origin + script_src
-        else:
-            script_url = script_src
-        inline = bootstrap.init_script(state.trace)
-        adjustment = csp.adjust_policies(
-            policies,
-            page_origin=origin,
-            script_url=script_url,
-            inline_script=inline,
-            connect_url=agent.config.get("serverUrl") if agent.kind == "elastic" else None,
-            new_nonce=csp.make_nonce(),
-        )
-        if adjustment.changed and not state.rule.csp_adjust:
-            return None
-        return adjustment
-
-    def _instrumented_fields(
-        self,
-        response: http.Response,
-        headers: HeaderView,
-        state: FlowState,
-        policy: csp.CspAdjustment,
-        framing: dict[bytes, Edit],
-    ) -> tuple[tuple[bytes, bytes], ...]:
-        """The response's header fields as they fit the instrumented page: built aside, so a
-        failure half-way leaves the response's own headers as received."""
-        edits: dict[bytes, Edit] = {**BODY_BOUND_EDITS, **MARKER_EDIT, **framing}
-        etag = headers.get(b"etag")
-        if etag and not etag.startswith("W/"):
-            # The body differs from the one the strong validator names.
-            edits[b"etag"] = "W/" + etag
-        if policy.changed:
-            edits[b"content-security-policy"] = list(policy.policies)
-        if state.trace is not None:
-            edits.update(tracing.expose(headers, state.trace, state.rule.trace, state.tracestate))
-        return edited(response.headers.fields, edits)
-
-
-def bootstrap_for(rule: Rule, script_paths: dict[Path, str]) -> snippet.Bootstrap:
-    """The rule's bootstrap; a local agent file loads from the URL path the proxy serves it under."""
-    script_src = rule.agent.script_url
-    if rule.agent.script_file is not None:
-        script_src = script_paths.get(rule.agent.script_file)
-    return snippet.Bootstrap(rule.agent, script_src=script_src, api_origins=rule.trace.api_origins)
-
-
-def streamable(plan: Plan, headers: HeaderView) -> bool:
-    """Whether a stream can inject this page: it writes ASCII markup into ASCII-compatible pages.
-    UTF-16 and friends are transcoded by the whole-body path."""
-    return plan.markup.isascii() and detect_charset(headers.get(b"content-type"), b"").ascii_compatible
-
-
-def site(request: http.Request, headers: HeaderView | None = None) -> tuple[str, int]:
-    """The site's host and port as the request goes upstream (Host / :authority), as rules match it."""
-    if headers is None:
-        authority = request.host_header
-    elif request.is_http2 or request.is_http3:
-        authority = request.authority or headers.get(b"host")
-    else:
-        authority = headers.get(b"host")
-    if authority:
-        try:
-            host, port = _parse_authority(authority)
-        except ValueError:
-            host, port = request.host, request.port
-        if port is None:
-            port = 443 if request.scheme == "https" else 80
-        return host, port
-    return request.host, request.port
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_authority(authority: str) -> tuple[str, int | None]:
-    # A proxy sees the same few Host values over and over; parsing one costs more than the rule lookup.
-    return url.parse_authority(authority, check=False)
-
-
-def page_origin(request: http.Request) -> str:
-    host, port = site(request)
-    default = 443 if request.scheme == "https" else 80
-    host = f"[{host}]" if ":" in host else host
-    return f"{request.scheme}://{host}" + ("" if port == default else f":{port}")
 
 
 def annotate(flow: http.HTTPFlow, text: str) -> None:
