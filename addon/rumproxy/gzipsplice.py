@@ -206,9 +206,14 @@ class Forwarder:
             self._pending = first
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._pending + chunk
-        self._pending = data[-8:]
-        return data[:-8]
+        if len(chunk) < 8:
+            data = self._pending + chunk
+            self._pending = data[-8:]
+            return data[:-8]
+        # One copy of the chunk, not two: most of a large page's bytes pass here.
+        out = b"".join((self._pending, memoryview(chunk)[:-8]))
+        self._pending = chunk[-8:]
+        return out
 
     @property
     def held(self) -> bytes:
