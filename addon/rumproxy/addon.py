@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, gzipsplice, hosting, htmlscan, snippet, tracing
+from rumproxy import codecs, csp, decision, gzipblocks, gzipsplice, hosting, htmlscan, snippet, tracing
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
@@ -308,7 +308,7 @@ class RumInject:
     def _splices_whole(self, raw: bytes, plan: Plan, headers: HeaderView) -> bool:
         """Whether a whole gzip body is large enough for block reuse to pay: its decoded size
         (the trailer's ISIZE) goes past the scan window and deflate's window after it."""
-        if not ctx.options.rum_gzip_splice or not gzipsplice.available() or not streamable(plan, headers):
+        if not ctx.options.rum_gzip_splice or not gzipblocks.available() or not streamable(plan, headers):
             return False
         decoded_size = int.from_bytes(raw[-4:], "little")
         return decoded_size > max(ctx.options.rum_scan_limit, 16 * 1024) + gzipsplice.WINDOW

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipsplice
+from rumproxy import codecs, gzipblocks, gzipsplice
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 
@@ -89,11 +89,11 @@ class InjectingStream:
         self._decoder = codecs.decoder(name)
         self._encoder: codecs.Encoder | gzipsplice.GzipWriter | None = None
         # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice).
-        self._inflater: gzipsplice.BlockInflater | None = None
+        self._inflater: gzipblocks.BlockInflater | None = None
         self._splice_after = 0
         self._forwarder: gzipsplice.Forwarder | None = None
-        if splice and name == "gzip" and gzipsplice.available():
-            decoder = gzipsplice.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
+        if splice and name == "gzip" and gzipblocks.available():
+            decoder = gzipblocks.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
             self._decoder, self._inflater = decoder, decoder.inflater
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import gzipsplice, htmlscan
+from rumproxy import gzipblocks, gzipsplice, htmlscan
 from rumproxy.stream import InjectingStream
 
-pytestmark = pytest.mark.skipif(not gzipsplice.available(), reason="zlib cannot be loaded through ctypes")
+pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
 SNIPPET = b'<script src="/__rum/agent.js"></script><script>rum()</script>'
 WORDS = b"lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore".split()
