@@ -38,17 +38,12 @@ import json
 import random
 import secrets
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 
 from demo.serving import serve, trace_with_elastic_apm
 from rumproxy.rules import VENDORED_AGENT
+from tests.apps.items import items_response
 
-ITEMS = [
-    {"id": 1, "name": "Trail Runner 2", "price": 89.0},
-    {"id": 2, "name": "Canvas Daypack", "price": 54.0},
-    {"id": 3, "name": "Merino Beanie", "price": 24.0},
-]
-CORS_ALLOW_HEADERS = "traceparent, tracestate, content-type"
 MARK_SCRIPT = 'document.body.dataset.ownScript = "ran";'
 OWN_SCRIPT_TAG = '<script src="/static/own-script.js"></script>'
 
@@ -128,15 +123,7 @@ def index() -> Response:
 
 @app.route("/api/items", methods=["GET", "OPTIONS"], provide_automatic_options=False)
 def api_items() -> Response:
-    if request.method == "OPTIONS":
-        response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-        response.headers["Access-Control-Max-Age"] = "600"
-    else:
-        response = jsonify(ITEMS)
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    return items_response(allow_origin="*")
 
 
 @app.get("/csp/nonce")

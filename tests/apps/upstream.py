@@ -38,6 +38,7 @@ from flask import Flask, Response, abort, jsonify, request
 from werkzeug.serving import WSGIRequestHandler
 
 from demo.serving import serve, trace_with_elastic_apm
+from tests.apps.items import items_response
 
 BASIC = (
     '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -116,13 +117,6 @@ ENCODERS = {
     "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
     "identity": lambda data: data,
 }
-
-ITEMS = [
-    {"id": 1, "name": "Trail Runner 2", "price": 89.0},
-    {"id": 2, "name": "Canvas Daypack", "price": 54.0},
-    {"id": 3, "name": "Merino Beanie", "price": 24.0},
-]
-CORS_ALLOW_HEADERS = "traceparent, tracestate, content-type"
 
 app = Flask(__name__)
 _lock = threading.Lock()
@@ -242,16 +236,9 @@ def page() -> Response:
 
 @app.route("/api/items", methods=["GET", "OPTIONS"], provide_automatic_options=False)
 def api_items() -> Response:
-    if request.method == "OPTIONS":
-        response = Response(status=204)
-        response.headers["Access-Control-Allow-Methods"] = "GET, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-        response.headers["Access-Control-Max-Age"] = "600"
-    else:
-        response = jsonify(ITEMS)
-        if request.args.get("cors") != "1":
-            return response
-    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+    if request.method != "OPTIONS" and request.args.get("cors") != "1":
+        return items_response(allow_origin=None)
+    response = items_response(allow_origin=request.headers.get("Origin", "*"))
     response.headers["Vary"] = "Origin"
     return response
 
