@@ -303,7 +303,7 @@ class RumInject:
         # Nothing above changed the response; these assignments cannot fail.
         response.headers.fields = fields
         response.raw_content = result.body
-        self._record(flow, state, f"injected ({result.placement}, byte {result.offset})")
+        self._record(flow, state, f"injected ({result.placement}, byte {result.offset}){result.detail}")
 
     def _splices_whole(self, raw: bytes, plan: Plan, headers: HeaderView) -> bool:
         """Whether a whole gzip body is large enough for block reuse to pay: its decoded size
@@ -321,10 +321,10 @@ class RumInject:
         outcome = stream.outcome
         if outcome is None or not outcome.injected:
             return None
-        placement = outcome.placement
+        detail = ""
         if stream.reused_from is not None:
-            placement = f"{placement}; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
-        return Rewritten(body, "injected", outcome.offset, placement)
+            detail = f"; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
+        return Rewritten(body, "injected", outcome.offset, outcome.placement, detail)
 
     def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
         bootstrap = self.bootstraps.get(id(state.rule))

@@ -27,6 +27,7 @@ class Rewritten:
     reason: str  # "injected" or why not
     offset: int | None = None  # where the snippet went, in decoded bytes
     placement: str | None = None
+    detail: str = ""  # for the flow's annotation, e.g. how a gzip body was written
 
 
 def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
