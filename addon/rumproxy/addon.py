@@ -80,7 +80,7 @@ class RumInject:
             True,
             "For a gzip page (streamed, or whole and larger than the scan window), re-compress it only up to "
             "32 KiB past the snippet and send the upstream's own deflate blocks after that. Turn off for "
-            "upstreams that send several gzip members.",
+            "upstreams that send more than one gzip member per body (a streamed page logs a warning).",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -315,11 +315,12 @@ class RumInject:
 
     def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes) -> Rewritten | None:
         """A whole gzip page sent through a splicing stream; None where the stream leaves the page
-        alone, for the whole-body path to decide (a UTF-16 page, say, it can transcode)."""
+        alone, for the whole-body path to decide (a UTF-16 page, say, it can transcode), and where
+        the body may not end in its member's trailer (bytes after it), which that path ignores."""
         stream = self._stream(flow, plan, "gzip")
         body = send_whole(stream, raw)
         outcome = stream.outcome
-        if outcome is None or not outcome.injected:
+        if outcome is None or not outcome.injected or stream.trailer_suspect is not None:
             return None
         detail = ""
         if stream.reused_from is not None:

@@ -79,6 +79,7 @@ class BlockInflater:
         # the next block's first bit, and how many bits of that byte belong to what came before.
         self.rest: bytes | None = None
         self.bit = 0
+        self.rest_at = 0  # where `rest` starts in the upstream's body
 
     def push(self, data: bytes) -> None:
         if self.ended:
@@ -126,6 +127,7 @@ class BlockInflater:
                 start = self._used - 1 if unused_bits else self._used
                 self.rest = self._input[start:]
                 self.bit = 8 - unused_bits if unused_bits else 0
+                self.rest_at = stream.total_in - (self._used - start)
                 break
             if not taken and not made:
                 break  # needs more input

@@ -10,9 +10,12 @@ CRC-32 is combined from the upstream's without decoding the rest. zlib's example
 Varnish's ESI stitching reuse deflate blocks the same way. A whole (buffered) gzip body goes
 through the same stream in one piece (stream.send_whole).
 
-Limits: a body of several gzip members, or padded after its member, would get the new trailer in
-the wrong place when the first member ends after the reuse point; servers send HTML as one member,
-and the option `rum_gzip_splice` turns reuse off.
+Limits: when the body goes on after its gzip member (another member, padding, a newline an app
+printed after its gzip output) and that member ends after the reuse point, the last 8 bytes are no
+trailer of it, and the new trailer lands in the wrong place. The held-back bytes are checked
+(TrailerMaker.implausible): a whole body that fails is rewritten by full re-compression instead; a
+stream, which has sent the rest already, logs a warning. Servers send HTML as one member, and the
+option `rum_gzip_splice` turns reuse off.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class Forwarder:
 
     def __init__(self, first: bytes, bit: int, trailer: TrailerMaker) -> None:
         self._trailer = trailer
+        self._received = len(first)  # upstream bytes from the boundary's byte on
+        self.suspect: str | None = None  # set by finish() when the held bytes look like no trailer
         if bit:
             value, length = _ALIGNING_BLOCKS[bit]
             ours = value.to_bytes((length + 7) // 8, "little")
@@ -73,6 +78,7 @@ class Forwarder:
             self._pending = first
 
     def feed(self, chunk: bytes) -> bytes:
+        self._received += len(chunk)
         if len(chunk) < 8:
             data = self._pending + chunk
             self._pending = data[-8:]
@@ -87,10 +93,13 @@ class Forwarder:
         return self._pending
 
     def finish(self) -> bytes:
-        """The new trailer in place of the held-back one; ValueError if the body was too short."""
+        """The new trailer in place of the held-back one; ValueError if the body was too short.
+        Sets `suspect` when the held bytes do not read like the member's trailer."""
         if len(self._pending) < 8:
             raise ValueError("gzip data ends without its trailer")
-        return self._trailer(*struct.unpack("<II", self._pending))
+        crc, size = struct.unpack("<II", self._pending)
+        self.suspect = self._trailer.implausible(size, self._received)
+        return self._trailer(crc, size)
 
 
 def _aligning_blocks() -> dict[int, tuple[int, int]]:
@@ -141,13 +150,35 @@ def _aligning_blocks() -> dict[int, tuple[int, int]]:
     return blocks
 
 
+# How far a page's compression ratio may stray from that of its first blocks before a trailer is
+# doubted: generous, since a head of inline images and a body of repetitive tables differ a lot.
+_RATIO_SLACK = 8
+
+
 class TrailerMaker:
     """The new trailer from the upstream's: `original` is the CRC and length of the decoded bytes
     the upstream's blocks before the boundary held, `replaced` those of what was sent instead."""
 
-    def __init__(self, *, original_crc: int, original_size: int, new_crc: int, new_size: int) -> None:
+    def __init__(
+        self, *, original_crc: int, original_size: int, new_crc: int, new_size: int, original_compressed: int = 0
+    ) -> None:
         self._original_crc, self._original_size = original_crc, original_size
         self._new_crc, self._new_size = new_crc, new_size
+        self._original_compressed = original_compressed  # upstream bytes before the boundary
+
+    def implausible(self, size: int, compressed_after: int) -> str | None:
+        """Why an upstream trailer's ISIZE of `size` cannot be right, or None. Bytes after the gzip
+        member (a newline an app printed after its gzip output, padding, another member) read as
+        a trailer give a size below what was already decoded, or far above what the compression
+        ratio so far predicts for `compressed_after` more bytes."""
+        if size < self._original_size:
+            return f"the trailer's size {size} is below the {self._original_size} bytes decoded before the reuse point"
+        if self._original_compressed <= 0:
+            return None
+        estimate = self._original_size * (self._original_compressed + compressed_after) / self._original_compressed
+        if estimate * _RATIO_SLACK < 1 << 32 and size > estimate * _RATIO_SLACK:
+            return f"the trailer's size {size} is over {_RATIO_SLACK}x the {estimate:.0f} bytes the compression ratio predicts"
+        return None
 
     def __call__(self, crc: int, size: int) -> bytes:
         rest = (size - self._original_size) & 0xFFFFFFFF

@@ -38,7 +38,9 @@ class StreamOutcome:
 
 def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
     """What `stream` sends for a body that is here whole: how the buffered path reuses a large gzip
-    page's deflate blocks instead of re-compressing all of it."""
+    page's deflate blocks instead of re-compressing all of it. The caller checks
+    `stream.trailer_suspect` (and may rewrite the body another way) instead of a warning."""
+    stream.warn_trailer = False
     pieces: list[bytes | bytearray] = []
     for chunk in (raw, b""):
         out = stream(chunk)
@@ -110,6 +112,10 @@ class InjectingStream:
         self._state = _State.SCANNING
         self.outcome: StreamOutcome | None = None
         self.reused_from: int | None = None  # gzip: the upstream's blocks went on from this decoded offset
+        # gzip: why the upstream's body may not end in its member's trailer, which the new trailer
+        # replaced (rum_gzip_splice's help: several members, bytes after the member).
+        self.trailer_suspect: str | None = None
+        self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
 
     @property
     def buffered_bytes(self) -> int:
@@ -321,7 +327,11 @@ class InjectingStream:
             return b"".join(out)
         out.append(encoder.sync())
         trailer = gzipsplice.TrailerMaker(
-            original_crc=inflater.crc, original_size=inflater.decoded, new_crc=encoder.crc, new_size=encoder.size
+            original_crc=inflater.crc,
+            original_size=inflater.decoded,
+            new_crc=encoder.crc,
+            new_size=encoder.size,
+            original_compressed=inflater.rest_at,
         )
         self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer)
         inflater.close()
@@ -339,11 +349,16 @@ class InjectingStream:
         if not end:
             return out
         try:
-            return out + forwarder.finish()
+            trailer = forwarder.finish()
         except ValueError as e:
             # The upstream's body ended without its trailer: so does ours, as cut short as theirs.
             logger.warning("%s: %s", self._label, e)
             return out + forwarder.held
+        self.trailer_suspect = forwarder.suspect
+        if forwarder.suspect is not None and self.warn_trailer:
+            logger.warning("%s: gzip body may not end in its member's trailer (%s); "
+                           "set rum_gzip_splice=false for this upstream", self._label, forwarder.suspect)
+        return out + trailer
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients

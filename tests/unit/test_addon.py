@@ -6,6 +6,7 @@ import gzip
 import logging
 import random
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,21 @@ def test_a_large_gzip_utf16_page_is_transcoded_by_the_whole_body_path(rules):
         document = gzip.decompress(flow.response.raw_content)
         assert '<script src="/__rum/'.encode("utf-16-le") in document
         assert flow.metadata["rumproxy"]["action"].startswith("injected (")
+
+
+def test_a_whole_gzip_page_with_bytes_after_its_member_is_recompressed_whole(rules, caplog):
+    """The block reuse would put the new trailer over the stray bytes; the whole-body path decodes
+    the member, ignores what follows it, and sends a clean body."""
+    page = large_page()
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx, caplog.at_level(logging.WARNING, logger="rumproxy"):
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow(body=gzip.compress(page, 6, mtime=0) + b"\r\n", content_encoding="gzip")
+        run(rum, flow)
+        decoder = zlib.decompressobj(31)
+        document = decoder.decompress(flow.response.raw_content)
+        assert decoder.eof and not decoder.unused_data  # CRC-32 and length checked, nothing after
+        assert without_snippet(document) == page
+        action = flow.metadata["rumproxy"]["action"]
+        assert action.startswith("injected (after-meta") and "reused" not in action
+    assert not caplog.records

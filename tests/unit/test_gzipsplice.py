@@ -4,6 +4,7 @@ exactly the page with the snippet (CRC and length checked), for any chunking and
 from __future__ import annotations
 
 import gzip
+import logging
 import random
 import zlib
 
@@ -75,6 +76,7 @@ def test_spliced_body_decodes_to_the_page_with_the_snippet(size, seed, level, fl
     assert mitm_encoding.decode(output, "gzip") == expected
     if size >= 300_000:
         assert stream.reused_from is not None and stream.reused_from >= offset + gzipsplice.WINDOW
+    assert stream.trailer_suspect is None
 
 
 def test_a_large_page_reuses_most_of_the_upstream_bytes():
@@ -122,3 +124,17 @@ def test_a_body_cut_off_after_the_reuse_point_stays_broken_for_the_client():
 def test_crc_shift_is_zlibs_crc32_combine(a, b):
     assert gzipsplice._shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
     assert gzipsplice._python_shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
+
+
+@pytest.mark.parametrize("after", ["newline", "crlf", "zeros", "member"])
+def test_bytes_after_the_member_make_the_trailer_suspect(after, caplog):
+    """An app that prints a newline after its gzip output, zero padding, a second member: the last 8
+    bytes are no trailer of the first member. A stream has sent the rest already and can only say
+    so; a whole body is rewritten the other way (tests/unit/test_addon.py)."""
+    raw = gzip.compress(page(400_000, 5), 6)
+    raw += {"newline": b"\n", "crlf": b"\r\n", "zeros": b"\0" * 8, "member": gzip.compress(b"<p>tail</p>")}[after]
+    with caplog.at_level(logging.WARNING, logger="rumproxy"):
+        _, stream, _ = stream_through(raw, chunks_of(raw, [30_000, 200_000]))
+    assert stream.reused_from is not None
+    assert stream.trailer_suspect is not None
+    assert "may not end in its member's trailer" in caplog.text
