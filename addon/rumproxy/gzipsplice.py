@@ -156,8 +156,9 @@ _RATIO_SLACK = 8
 
 
 class TrailerMaker:
-    """The new trailer from the upstream's: `original` is the CRC and length of the decoded bytes
-    the upstream's blocks before the boundary held, `replaced` those of what was sent instead."""
+    """The new trailer from the upstream's: `original_*` are the CRC and length of the decoded bytes
+    the upstream's blocks before the boundary held (and how many bytes those blocks took), `new_*`
+    those of what was sent instead."""
 
     def __init__(
         self, *, original_crc: int, original_size: int, new_crc: int, new_size: int, original_compressed: int = 0
