@@ -204,12 +204,7 @@ class Tokenizer:
             name = whole.group(1).lower()
             if self._on_start_name(name, self._base + lt):
                 return _STOP
-            end = whole.end()
-            if self._on_start_tag(name, whole.group(2), self._base + lt, self._base + end):
-                return _STOP
-            if name in RAW_TEXT:
-                self._enter_raw_text(name)
-            return end
+            return self._start_tag_read(name, whole.group(2), lt, whole.end())
         name_match = TAG_NAME.match(buf, lt + 1)
         if name_match is None:
             return lt + 1  # "<" plus a non-letter is text
@@ -221,17 +216,17 @@ class Tokenizer:
         rest = TAG_REST.match(buf, name_match.end())
         if rest is None:
             return self._wait(GT)
-        end = rest.end()
-        if self._on_start_tag(name, bytes(buf[name_match.end() : end]), self._base + lt, self._base + end):
+        return self._start_tag_read(name, bytes(buf[name_match.end() : rest.end()]), lt, rest.end())
+
+    def _start_tag_read(self, name: bytes, rest: bytes, lt: int, end: int) -> int:
+        """A start tag read whole, from `lt` ("<") to `end` (after ">"): the hook, then its raw text."""
+        if self._on_start_tag(name, rest, self._base + lt, self._base + end):
             return _STOP
         if name in RAW_TEXT:
-            self._enter_raw_text(name)
+            self._state = _RAW
+            self._raw_end = raw_text_end(name)
+            self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
         return end
-
-    def _enter_raw_text(self, name: bytes) -> None:
-        self._state = _RAW
-        self._raw_end = raw_text_end(name)
-        self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
 
     def _end_tag(self, buf: bytearray, lt: int) -> int:
         if lt + 2 >= len(buf):

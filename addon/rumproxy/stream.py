@@ -150,6 +150,9 @@ class InjectingStream:
         # ~180 MiB at 8 connections in scripts/bench. Free it as soon as the body has ended.
         self._encoder = None
         self._decoder = codecs.Decoder()
+        self._close_inflater()
+
+    def _close_inflater(self) -> None:
         if self._inflater is not None:
             self._inflater.close()
             self._inflater = None
@@ -244,9 +247,7 @@ class InjectingStream:
     def _release(self) -> None:
         if self._state is not _State.INJECTED:
             self._decoder = codecs.Decoder()  # a brotli window can be megabytes
-            if self._inflater is not None:
-                self._inflater.close()
-                self._inflater = None
+            self._close_inflater()
         self._raw = []
         self._raw_size = 0
         self._decoded = bytearray()
@@ -334,11 +335,10 @@ class InjectingStream:
             original_compressed=inflater.rest_at,
         )
         self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer)
-        inflater.close()
-        self._inflater = None
+        self.reused_from = inflater.decoded
+        self._close_inflater()
         self._encoder = None
         self._state = _State.SPLICED
-        self.reused_from = inflater.decoded
         out.append(self._forward(b"", end))
         return b"".join(out)
 
