@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, gzipblocks, gzipsplice, hosting, htmlscan, snippet, tracing
+from rumproxy import codecs, csp, decision, gzipblocks, gzipmemo, gzipsplice, hosting, htmlscan, snippet, tracing
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
@@ -30,6 +30,7 @@ STREAM_MODES = ("auto", "always", "never")
 # scripts/bench: up to ~300 KB whole-body rewriting has the better throughput and the same time to
 # first byte; from ~512 KB streaming's first byte beats even plain mitmdump's (README, Performance).
 STREAM_ABOVE = 384 * 1024
+GZIP_MEMO_MIB = 16  # remembered gzip rewrites: some 2,000 pages of 10 KB, or 200 large ones (~80 KB each)
 
 
 @dataclasses.dataclass
@@ -51,6 +52,7 @@ class RumInject:
         self.script_paths: dict[Path, str] = {}  # local agent file -> its URL path
         self.bootstraps: dict[int, snippet.Bootstrap] = {}  # by id() of a rule of self.rules
         self.flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
+        self.memo = gzipmemo.RewriteMemo(GZIP_MEMO_MIB << 20)
         self.watcher = RulesWatcher(self._reload)
 
     def load(self, loader) -> None:
@@ -82,10 +84,22 @@ class RumInject:
             "32 KiB past the snippet and send the upstream's own deflate blocks after that. Turn off for "
             "upstreams that send more than one gzip member per body (a streamed page logs a warning).",
         )
+        loader.add_option(
+            "rum_gzip_memo",
+            int,
+            GZIP_MEMO_MIB,
+            "MiB of memory for remembering how gzip pages were rewritten: a page whose upstream bytes are "
+            "those of a remembered one (up to the reuse point of rum_gzip_splice, or whole) goes out again "
+            "without decoding and compressing it, only its snippet is new. 0 turns it off.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
             raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
+        if "rum_gzip_memo" in updated:
+            if ctx.options.rum_gzip_memo < 0:
+                raise exceptions.OptionsError(f"rum_gzip_memo: MiB, 0 or more, got {ctx.options.rum_gzip_memo}")
+            self.memo.budget = ctx.options.rum_gzip_memo << 20
         if "rum_rules" in updated:
             path = Path(ctx.options.rum_rules).expanduser()
             try:
@@ -210,7 +224,9 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        stream = self._stream(flow, state.plan, encoding, on_done=lambda outcome: self._streamed(flow, state, outcome))
+        stream = self._stream(
+            flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome)
+        )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
         framing: dict[bytes, Edit] = {b"content-length": None}
@@ -243,7 +259,12 @@ class RumInject:
         return length is None or not length.isdigit() or int(length) > STREAM_ABOVE
 
     def _stream(
-        self, flow: http.HTTPFlow, plan: Plan, encoding: str, on_done: Callable[[StreamOutcome], None] | None = None
+        self,
+        flow: http.HTTPFlow,
+        plan: Plan,
+        encoding: str,
+        headers: HeaderView,
+        on_done: Callable[[StreamOutcome], None] | None = None,
     ) -> InjectingStream:
         return InjectingStream(
             encoding=encoding,
@@ -253,11 +274,14 @@ class RumInject:
             label=flow.request.pretty_url,
             edit_policy=plan.edit_policy,
             splice=ctx.options.rum_gzip_splice,
+            memo=self.memo if encoding == "gzip" else None,
+            memo_key=memo_key(flow, headers),
         )
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
-            self._record(flow, state, f"injected while streaming ({outcome.placement}, byte {outcome.offset})")
+            detail = _REMEMBERED if outcome.remembered else ""
+            self._record(flow, state, f"injected while streaming ({outcome.placement}, byte {outcome.offset}){detail}")
         else:
             self._skipped(flow, state, outcome.reason)
 
@@ -283,8 +307,10 @@ class RumInject:
         headers = HeaderView(response.headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
         result = None
-        if encoding == "gzip" and self._splices_whole(response.raw_content, plan, headers):
-            result = self._inject_spliced(flow, plan, response.raw_content)
+        if encoding == "gzip":
+            result = self._remembered(flow, plan, response.raw_content, headers)
+            if result is None and self._splices_whole(response.raw_content, plan, headers):
+                result = self._inject_spliced(flow, plan, response.raw_content, headers)
         if result is None:
             result = inject_buffered(
                 response.raw_content,
@@ -296,6 +322,8 @@ class RumInject:
             )
         if result.body is None:
             return self._skipped(flow, state, result.reason)
+        if result.reusable is not None and self.memo.budget:
+            self.memo.put(memo_key(flow, headers), result.reusable)
         framing: dict[bytes, Edit] = {}
         if b"transfer-encoding" not in headers:
             framing[b"content-length"] = str(len(result.body))
@@ -313,18 +341,32 @@ class RumInject:
         decoded_size = int.from_bytes(raw[-4:], "little")
         return decoded_size > max(ctx.options.rum_scan_limit, 16 * 1024) + gzipsplice.WINDOW
 
-    def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes) -> Rewritten | None:
+    def _remembered(self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView) -> Rewritten | None:
+        """A whole gzip body that is byte for byte one rewritten before, with this flow's snippet."""
+        if not self.memo.budget:
+            return None
+        rewrite = self.memo.get(memo_key(flow, headers))
+        if rewrite is None or rewrite.splice is not None or rewrite.source != raw:
+            return None
+        body = gzipmemo.whole_body(rewrite, plan.markup.encode("ascii"))
+        return Rewritten(body, "injected", rewrite.head_size, rewrite.placement, _REMEMBERED)
+
+    def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView) -> Rewritten | None:
         """A whole gzip page sent through a splicing stream; None where the stream leaves the page
         alone, for the whole-body path to decide (a UTF-16 page, say, it can transcode), and where
         the body may not end in its member's trailer (bytes after it), which that path ignores."""
-        stream = self._stream(flow, plan, "gzip")
+        stream = self._stream(flow, plan, "gzip", headers)
         body = send_whole(stream, raw)
         outcome = stream.outcome
         if outcome is None or not outcome.injected or stream.trailer_suspect is not None:
+            if outcome is not None and outcome.remembered:
+                self.memo.forget(memo_key(flow, headers))
             return None
         detail = ""
         if stream.reused_from is not None:
             detail = f"; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
+        if outcome.remembered:
+            detail += _REMEMBERED
         return Rewritten(body, "injected", outcome.offset, outcome.placement, detail)
 
     def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
@@ -356,6 +398,15 @@ class RumInject:
         flow.metadata["rumproxy"] = metadata
         trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
+
+
+_REMEMBERED = "; the rewrite of an earlier response with the same gzip bytes sent again (rum_gzip_memo)"
+
+
+def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> tuple[str, str | None, int]:
+    """What decides a gzip page's rewrite besides its bytes: which page it is, the charset its
+    Content-Type names, how far the scan goes."""
+    return flow.request.url, headers.get(b"content-type"), ctx.options.rum_scan_limit
 
 
 def annotate(flow: http.HTTPFlow, text: str) -> None:

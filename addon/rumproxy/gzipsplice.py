@@ -30,30 +30,66 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime,
 
 
 class GzipWriter:
-    """A gzip encoder whose deflate data can be continued by another stream's blocks."""
+    """A gzip encoder whose deflate data can be continued by another stream's blocks, and can be
+    cut into sections that refer to nothing before them (`restart`): what lets gzipmemo reuse the
+    sections around a snippet for the next response with the same upstream bytes."""
 
     def __init__(self) -> None:
         self._deflate = codecs.deflater(-15)
-        self.crc = 0
-        self.size = 0
         self._header = _GZIP_HEADER  # goes out with the first output
+        self._done_crc = self._done_size = 0  # the sections before the current one
+        self._crc = self._size = 0  # the current section
+        self.sections: list[tuple[int, int]] = []  # CRC-32 and length of each finished section
+        self.record: list[bytes] | None = None  # when a list, every output goes into it too
+
+    @property
+    def crc(self) -> int:
+        return crc32_combine(self._done_crc, self._crc, self._size)
+
+    @property
+    def size(self) -> int:
+        return self._done_size + self._size
+
+    @property
+    def section(self) -> tuple[int, int]:
+        """CRC-32 and length of what went into the current section so far."""
+        return self._crc, self._size
 
     def feed(self, data: bytes | memoryview) -> bytes:
-        self.crc = codecs.deflate_lib.crc32(data, self.crc)
-        self.size += len(data)
+        self._crc = codecs.deflate_lib.crc32(data, self._crc)
+        self._size += len(data)
         return self._out(self._deflate.compress(data))
 
     def sync(self) -> bytes:
         """Everything so far, ending on a byte: the point where other deflate blocks may follow."""
         return self._out(self._deflate.flush(zlib.Z_SYNC_FLUSH))
 
+    def restart(self) -> bytes:
+        """Ends the section on a byte (sync) and starts a new one whose back-references stay in it."""
+        out = self.sync()
+        self.sections.append((self._crc, self._size))
+        self._done_crc, self._done_size = self.crc, self.size
+        self._crc = self._size = 0
+        self._deflate = codecs.deflater(-15)
+        return out
+
+    def end(self) -> bytes:
+        """The rest of the deflate data, with the final block; the trailer() comes next."""
+        return self._out(self._deflate.flush(zlib.Z_FINISH))
+
+    def trailer(self) -> bytes:
+        return struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+
     def flush(self) -> bytes:
         """The end of the body: the rest of the deflate data and the trailer."""
-        return self._out(self._deflate.flush(zlib.Z_FINISH) + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
+        return self.end() + self.trailer()
 
     def _out(self, compressed: bytes) -> bytes:
         header, self._header = self._header, b""
-        return header + compressed if header else compressed
+        out = header + compressed if header else compressed
+        if self.record is not None and out:
+            self.record.append(out)
+        return out
 
 
 class Forwarder:
@@ -64,28 +100,36 @@ class Forwarder:
     ours to that same bit, so the upstream's bytes go on as they are, stored blocks' padding and the
     end of the stream included. Only the gzip trailer (the last 8 bytes) is held back and replaced."""
 
-    def __init__(self, first: bytes, bit: int, trailer: TrailerMaker) -> None:
+    def __init__(self, first: bytes | memoryview, bit: int, trailer: TrailerMaker) -> None:
         self._trailer = trailer
         self._received = len(first)  # upstream bytes from the boundary's byte on
         self.suspect: str | None = None  # set by finish() when the held bytes look like no trailer
+        self._pending = b""  # what has not gone out yet: at least the last 8 bytes
         if bit:
             value, length = _ALIGNING_BLOCKS[bit]
             ours = value.to_bytes((length + 7) // 8, "little")
             keep = (1 << bit) - 1  # the low bits of that byte end the upstream's previous block
             joined = (ours[-1] & keep) | (first[0] & ~keep & 0xFF)
-            self._pending = ours[:-1] + bytes([joined]) + first[1:]
-        else:
-            self._pending = first
+            self._pending = ours[:-1] + bytes([joined])
+            first = memoryview(first)[1:]
+        self._first: bytes | None = self._push(first)  # goes out with the first feed()
 
     def feed(self, chunk: bytes) -> bytes:
         self._received += len(chunk)
+        out = self._push(chunk)
+        if self._first is not None:
+            first, self._first = self._first, None
+            out = first + out if out else first
+        return out
+
+    def _push(self, chunk: bytes | memoryview) -> bytes:
         if len(chunk) < 8:
-            data = self._pending + chunk
+            data = self._pending + bytes(chunk)
             self._pending = data[-8:]
             return data[:-8]
         # One copy of the chunk, not two: most of a large page's bytes pass here.
         out = b"".join((self._pending, memoryview(chunk)[:-8]))
-        self._pending = chunk[-8:]
+        self._pending = bytes(chunk[-8:])
         return out
 
     @property
@@ -213,6 +257,15 @@ def _x2n_table() -> list[int]:
 
 _X2N = _x2n_table()
 _CRC32_COMBINE = getattr(codecs.deflate_lib, "crc32_combine", None)
+
+
+def crc32_combine(first: int, second: int, second_length: int) -> int:
+    """The CRC-32 of two byte strings one after the other, from the CRC-32 of each."""
+    if not second_length:
+        return first
+    if _CRC32_COMBINE is not None:
+        return _CRC32_COMBINE(first, second, second_length)
+    return _python_shift_crc(first, second_length) ^ second
 
 
 def _shift_crc(crc: int, length: int) -> int:

@@ -8,7 +8,7 @@ import html
 import re
 from collections.abc import Callable
 
-from rumproxy import codecs, htmlscan
+from rumproxy import codecs, gzipmemo, htmlscan
 from rumproxy.charset import Charset, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
@@ -28,6 +28,7 @@ class Rewritten:
     offset: int | None = None  # where the snippet went, in decoded bytes
     placement: str | None = None
     detail: str = ""  # for the flow's annotation, e.g. how a gzip body was written
+    reusable: gzipmemo.GzipRewrite | None = None  # for the next response with the same gzip bytes
 
 
 def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
@@ -103,6 +104,9 @@ def inject_buffered(
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")
+    if encoding == "gzip" and facts.csp_meta is None:
+        body, reusable = gzipmemo.rewrite_whole(raw, document, insertion.offset, encoded_snippet, insertion.placement)
+        return Rewritten(body, "injected", insertion.offset, insertion.placement, reusable=reusable)
     try:
         body = splice(document, insertion.offset, encoded_snippet, facts.csp_meta, edit_policy)
     except PolicyBlocked as e:

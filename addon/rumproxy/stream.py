@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipsplice
+from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 
@@ -34,6 +34,7 @@ class StreamOutcome:
     offset: int | None  # decoded-byte offset where the snippet went
     placement: str | None
     reason: str
+    remembered: bool = False  # gzip: the rewrite of an earlier body with the same bytes went out again
 
 
 def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
@@ -82,6 +83,8 @@ class InjectingStream:
         label: str = "",
         edit_policy: PolicyEdit | None = None,
         splice: bool = False,
+        memo: gzipmemo.RewriteMemo | None = None,
+        memo_key: Hashable = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:
@@ -97,6 +100,14 @@ class InjectingStream:
         if splice and name == "gzip" and gzipblocks.available():
             decoder = gzipblocks.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
             self._decoder, self._inflater = decoder, decoder.inflater
+        # gzip that splices: the rewrite of an earlier body with the same bytes up to the reuse point
+        # (gzipmemo), and what is kept of this body's to remember it.
+        self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
+        self._memo_key = memo_key
+        self._candidate = self._memo.get(memo_key) if self._memo is not None else None
+        if self._candidate is not None and self._candidate.splice is None:
+            self._candidate = None  # a whole-body rewrite: the addon's business
+        self._recording: _Recording | None = None
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -124,25 +135,25 @@ class InjectingStream:
 
     def __call__(self, chunk: bytes) -> bytes | bytearray | Iterator[bytes]:
         end = not chunk
-        state = self._state
-        if state is _State.SCANNING:
-            out = self._scan(chunk, end)
-        elif state is _State.INJECTED:
-            out = chunk if self._identity else self._reencode(chunk, end)
-        elif state is _State.SPLICED:
-            out = self._forward(chunk, end)
-        elif state is _State.RAW:
-            out = chunk
-        else:
-            if chunk:
-                logger.warning("%s: %d body bytes after the end of the body, passed through", self._label, len(chunk))
-            out = chunk
+        out = self._dispatch(chunk, end)
         if end:
             self._state = _State.ENDED
             if isinstance(out, (bytes, bytearray)):
                 self._drop_codecs()
             return out
         return out if out else bytearray()
+
+    def _dispatch(self, chunk: bytes, end: bool) -> bytes | bytearray | Iterator[bytes]:
+        state = self._state
+        if state is _State.SCANNING:
+            return self._scan(chunk, end) if self._candidate is None else self._match(chunk, end)
+        if state is _State.INJECTED:
+            return chunk if self._identity else self._reencode(chunk, end)
+        if state is _State.SPLICED:
+            return self._forward(chunk, end)
+        if state is _State.ENDED and chunk:
+            logger.warning("%s: %d body bytes after the end of the body, passed through", self._label, len(chunk))
+        return chunk
 
     def _drop_codecs(self) -> None:
         # A finished flow, and this stream with it, may live on in reference cycles until Python's
@@ -151,6 +162,7 @@ class InjectingStream:
         self._encoder = None
         self._decoder = codecs.Decoder()
         self._close_inflater()
+        self._recording = None
 
     def _close_inflater(self) -> None:
         if self._inflater is not None:
@@ -218,7 +230,16 @@ class InjectingStream:
             out = b"".join(pieces)
         elif len(pieces) == 3:
             encoder = self._new_encoder()
-            head = b"".join([encoder.feed(pieces[0]), encoder.feed(pieces[1]), encoder.sync()])
+            if isinstance(encoder, gzipsplice.GzipWriter):
+                # Sections that refer to nothing before them: the page before the snippet, the
+                # snippet, the page after it; the first and last may be sent again (gzipmemo).
+                before = encoder.feed(pieces[0]) + encoder.restart()
+                head = before + encoder.feed(pieces[1]) + encoder.restart()
+                if self._memo is not None:
+                    self._recording = _Recording(before, insertion.placement, list(self._raw), self._raw_size)
+                    encoder.record = []
+            else:
+                head = b"".join([encoder.feed(pieces[0]), encoder.feed(pieces[1]), encoder.sync()])
             self._encoder = encoder
             self._splice_after = offset + gzipsplice.WINDOW
             out = self._head_first(head, pieces[2], end)
@@ -294,6 +315,8 @@ class InjectingStream:
         try:
             assert self._encoder is not None
             if self._inflater is not None:
+                if self._recording is not None:
+                    self._recording.keep(chunk, self._memo.budget // 4 if self._memo is not None else 0)
                 return self._splice(chunk, end)
             if end:
                 return self._encoder.feed(self._decoder.flush()) + self._encoder.flush()
@@ -318,6 +341,7 @@ class InjectingStream:
         if inflater.rest is None:
             if inflater.ended:
                 # The member ended first: close ours; padding or further members go on as received.
+                self._recording = None
                 out += [encoder.flush(), inflater.after_end]
                 self._state = _State.RAW
                 self._release()
@@ -327,6 +351,8 @@ class InjectingStream:
                 out.append(encoder.sync())
             return b"".join(out)
         out.append(encoder.sync())
+        if self._recording is not None:
+            self._remember(self._recording, inflater, encoder)
         trailer = gzipsplice.TrailerMaker(
             original_crc=inflater.crc,
             original_size=inflater.decoded,
@@ -341,6 +367,68 @@ class InjectingStream:
         self._state = _State.SPLICED
         out.append(self._forward(b"", end))
         return b"".join(out)
+
+    def _remember(self, recording: _Recording, inflater: gzipblocks.BlockInflater, encoder: gzipsplice.GzipWriter) -> None:
+        self._recording = None
+        source_end = inflater.rest_at + (1 if inflater.bit else 0)
+        if self._memo is None or recording.raw is None or encoder.record is None or recording.size < source_end:
+            return
+        raw = b"".join(recording.raw)
+        (head_crc, head_size), _ = encoder.sections
+        tail_crc, tail_size = encoder.section
+        splice = gzipmemo.Splice(inflater.rest_at, inflater.bit, inflater.crc, inflater.decoded)
+        rewrite = gzipmemo.GzipRewrite(
+            raw[:source_end], recording.head, head_crc, head_size, b"".join(encoder.record), tail_crc, tail_size,
+            recording.placement, splice,
+        )
+        encoder.record = None
+        self._memo.put(self._memo_key, rewrite)
+
+    # --- a body whose start is that of a remembered rewrite (gzipmemo) ------
+
+    def _match(self, chunk: bytes, end: bool) -> bytes:
+        """Hold the body back while it goes on as the one the candidate rewrite was made from."""
+        candidate = self._candidate
+        assert candidate is not None
+        source = candidate.source
+        if chunk:
+            at = self._raw_size
+            self._raw.append(chunk)
+            self._raw_size += len(chunk)
+            if len(chunk) <= len(source) - at:
+                same = source.startswith(chunk, at)
+            else:
+                same = chunk.startswith(memoryview(source)[at:])
+            if not same:
+                return self._mismatch(end)
+        if self._raw_size >= len(source):
+            return self._reuse(candidate, end)
+        return self._mismatch(end) if end else b""
+
+    def _mismatch(self, end: bool) -> bytes:
+        """Not the remembered body after all: the held bytes go the usual way."""
+        self._candidate = None
+        if self._memo is not None:
+            self._memo.forget(self._memo_key)
+        held = b"".join(self._raw)
+        self._raw, self._raw_size = [], 0
+        out = _joined(self._scan(held, False)) if held else b""
+        if end:
+            out += _joined(self._dispatch(b"", True))
+        return out
+
+    def _reuse(self, candidate: gzipmemo.GzipRewrite, end: bool) -> bytes:
+        splice = candidate.splice
+        assert splice is not None
+        held = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
+        rendered = gzipmemo.render(candidate, self._snippet)
+        self._forwarder = gzipmemo.forwarder(candidate, rendered, memoryview(held)[splice.rest_at :])
+        self._candidate = None
+        self.reused_from = splice.original_size
+        self._state = _State.SPLICED
+        self._release()
+        self._report(StreamOutcome(True, candidate.head_size, candidate.placement, "injected", remembered=True))
+        return rendered.start + self._forward(b"", end)
 
     def _forward(self, chunk: bytes, end: bool) -> bytes:
         forwarder = self._forwarder
@@ -372,3 +460,27 @@ class InjectingStream:
         self._encoder = None
         self._release()
         return tail + chunk
+
+
+class _Recording:
+    """What a splicing gzip stream keeps until its reuse point, to remember its rewrite: the first
+    section it sent and the upstream's bytes (up to `limit`; beyond that it is too large to keep)."""
+
+    def __init__(self, head: bytes, placement: str, raw: list[bytes], size: int) -> None:
+        self.head = head
+        self.placement = placement
+        self.raw: list[bytes] | None = raw
+        self.size = size
+
+    def keep(self, chunk: bytes, limit: int) -> None:
+        if self.raw is None:
+            return
+        self.size += len(chunk)
+        if self.size > limit:
+            self.raw = None
+        else:
+            self.raw.append(chunk)
+
+
+def _joined(out: bytes | bytearray | Iterator[bytes]) -> bytes:
+    return bytes(out) if isinstance(out, (bytes, bytearray)) else b"".join(out)

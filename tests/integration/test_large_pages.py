@@ -179,3 +179,25 @@ def test_whole_gzip_page_reuses_the_upstreams_blocks(auto_proxy):
     assert inserted.startswith(b'<script src="/__rum/') and output.count(b'<script src="/__rum/') == 1
     assert upstream_body[:-8].endswith(raw[-4096:-8])
     assert raw[-8:] != upstream_body[-8:]
+
+
+@pytest.mark.parametrize("path, length", [("/medium", "yes"), ("/large", "no")], ids=["whole", "streamed"])
+def test_the_same_gzip_page_again_gets_its_own_trace(auto_proxy, page, path, length):
+    """Requested again, a gzip page is sent from the remembered rewrite (rum_gzip_memo): each
+    response still decodes to exactly the page, with its own trace ids in the snippet."""
+    proxy, _ = auto_proxy
+    expected_page = page if path == "/large" else large_page(MEDIUM_SIZE)
+    session = requests.Session()
+    session.trust_env = False
+    traces = set()
+    for _ in range(3):
+        response = session.get(f"{proxy.url}{path}?encoding=gzip&length={length}",
+                               headers={**NAVIGATION, "Accept-Encoding": "gzip"}, stream=True, timeout=120)
+        raw = response.raw.read(decode_content=False)
+        assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"
+        output = gzip.decompress(raw)  # the CRC-32 and length of this response's page
+        offset, inserted = split_insertion(expected_page, output, starts_with=b"<script")
+        trace_id = response.headers["traceparent"].split("-")[1]
+        assert f'"pageLoadTraceId":"{trace_id}"'.encode() in inserted
+        traces.add(trace_id)
+    assert len(traces) == 3

@@ -212,3 +212,63 @@ def test_a_whole_gzip_page_with_bytes_after_its_member_is_recompressed_whole(rul
         action = flow.metadata["rumproxy"]["action"]
         assert action.startswith("injected (after-meta") and "reused" not in action
     assert not caplog.records
+
+
+def stream_through(flow) -> bytes:
+    """What the client receives of a streamed body sent in 16 KB chunks."""
+    raw = flow.response.raw_content
+    out = []
+    for chunk in [*(raw[i : i + 16384] for i in range(0, len(raw), 16384)), b""]:
+        result = flow.response.stream(chunk)
+        out.extend(bytes(p) for p in ([result] if isinstance(result, (bytes, bytearray)) else result))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("size, streamed", [(10_000, False), (200_000, False), (200_000, True)])
+def test_a_gzip_page_sent_again_reuses_its_rewrite(rules, size, streamed):
+    page = large_page(size)
+    upstream_body = gzip.compress(page, 6, mtime=0)
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always" if streamed else "never")
+        actions, traces = [], []
+        for _ in range(3):
+            flow = page_flow(body=upstream_body, content_encoding="gzip")
+            run(rum, flow)
+            body = stream_through(flow) if streamed else flow.response.raw_content
+            document = gzip.decompress(body)  # checks the trailer: CRC-32 and length of this page
+            assert without_snippet(document) == page
+            meta = flow.metadata["rumproxy"]
+            assert f'"pageLoadTraceId":"{meta["trace_id"]}"'.encode() in document
+            actions.append(meta["action"])
+            traces.append(meta["trace_id"])
+        assert len(set(traces)) == 3
+        assert ["sent again (rum_gzip_memo)" in action for action in actions] == [False, True, True]
+
+        tctx.configure(rum, rum_gzip_memo=0)
+        flow = page_flow(body=upstream_body, content_encoding="gzip")
+        run(rum, flow)
+        if streamed:
+            stream_through(flow)
+        assert "sent again" not in flow.metadata["rumproxy"]["action"]
+        assert rum.memo.count == 0
+
+
+def test_a_changed_page_and_a_page_with_a_csp_meta_are_rewritten_anew(rules):
+    page = large_page(10_000)
+    with_meta = page.replace(b"<title>", b'<title></title><meta http-equiv="Content-Security-Policy" content="img-src *"><title>')
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        for document in (page, page.replace(b"</body>", b"<p>new</p></body>"), with_meta, with_meta):
+            flow = page_flow(body=gzip.compress(document, 6, mtime=0), content_encoding="gzip")
+            run(rum, flow)
+            assert without_snippet(gzip.decompress(flow.response.raw_content)) == document
+            assert "sent again" not in flow.metadata["rumproxy"]["action"]
+
+
+def test_a_negative_memo_size_is_refused(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        with pytest.raises(exceptions.OptionsError, match="rum_gzip_memo"):
+            tctx.configure(rum, rum_rules=str(rules), rum_gzip_memo=-1)

@@ -1,0 +1,153 @@
+"""Rewriting a gzip page the proxy has rewritten before without decoding it again.
+
+A proxy in front of an app sends many pages again and again as the same bytes: static pages, pages
+a cache in front of the app holds, generated pages that rarely change. Their rewrites differ only in
+the snippet (each has its own trace ids). gzipsplice.GzipWriter compresses the page before the
+snippet, the snippet, and the page after it as sections that refer to nothing before them, so the
+first and the last can go out again as they are. A response whose upstream bytes equal those a
+remembered rewrite was made from (compared byte for byte: whole, or up to the reuse point of a
+spliced page) then costs that comparison and the snippet's compression, instead of decoding,
+scanning and compressing the page. A body that differs anywhere in that span goes the long way,
+and so does a page with a <meta> Content-Security-Policy (its edit depends on the rule).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import struct
+import zlib
+from collections.abc import Hashable
+
+from rumproxy import codecs
+from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine
+
+
+@dataclasses.dataclass(frozen=True)
+class Splice:
+    """Where a spliced rewrite hands over to the upstream's own deflate blocks (gzipsplice)."""
+
+    rest_at: int  # upstream bytes before the one that holds the next block's first bit
+    bit: int  # bits of that byte that belong to the blocks before
+    original_crc: int  # CRC-32 and length of the page up to the reuse point
+    original_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GzipRewrite:
+    """A gzip page's rewrite without its snippet."""
+
+    source: bytes  # the upstream bytes it was made from: the whole body, or up to the reuse point
+    head: bytes  # the gzip header and the page before the snippet, a section of its own
+    head_crc: int
+    head_size: int  # decoded bytes: the snippet's offset
+    tail: bytes  # the page after the snippet, to the reuse point (ending on a byte) or to its end
+    tail_crc: int
+    tail_size: int
+    placement: str
+    splice: Splice | None = None  # None: `source` is the whole body, `tail` ends in the final block
+
+    @property
+    def cost(self) -> int:
+        return len(self.source) + len(self.head) + len(self.tail)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    start: bytes  # the body up to where the upstream's blocks go on, or to the trailer
+    crc: int  # CRC-32 and length of the page it holds
+    size: int
+
+
+def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
+    deflate = codecs.deflater(-15)
+    section = deflate.compress(snippet) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(snippet), len(snippet))
+    crc = crc32_combine(crc, rewrite.tail_crc, rewrite.tail_size)
+    size = rewrite.head_size + len(snippet) + rewrite.tail_size
+    return Rendered(b"".join((rewrite.head, section, rewrite.tail)), crc, size)
+
+
+def whole_body(rewrite: GzipRewrite, snippet: bytes) -> bytes:
+    assert rewrite.splice is None
+    rendered = render(rewrite, snippet)
+    return rendered.start + struct.pack("<II", rendered.crc, rendered.size & 0xFFFFFFFF)
+
+
+def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forwarder:
+    """What sends the upstream's blocks on after `rendered.start`; `first` is its body from
+    `splice.rest_at` on."""
+    splice = rewrite.splice
+    assert splice is not None
+    trailer = TrailerMaker(
+        original_crc=splice.original_crc,
+        original_size=splice.original_size,
+        new_crc=rendered.crc,
+        new_size=rendered.size,
+        original_compressed=splice.rest_at,
+    )
+    return Forwarder(first, splice.bit, trailer)
+
+
+def rewrite_whole(source: bytes, page: bytes, offset: int, snippet: bytes, placement: str) -> tuple[bytes, GzipRewrite]:
+    """`page` (decoded from `source`) with `snippet` at `offset`, gzip-encoded in sections, and
+    the rewrite to remember."""
+    view = memoryview(page)
+    writer = GzipWriter()
+    head = writer.feed(view[:offset]) + writer.restart()
+    section = writer.feed(snippet) + writer.restart()
+    tail = writer.feed(view[offset:]) + writer.end()
+    (head_crc, head_size), _ = writer.sections
+    tail_crc, tail_size = writer.section
+    body = b"".join((head, section, tail, writer.trailer()))
+    return body, GzipRewrite(source, head, head_crc, head_size, tail, tail_crc, tail_size, placement)
+
+
+class RewriteMemo:
+    """The latest rewrite per key (the page's URL and whatever else decides its rewrite), the least
+    recently used dropped first to stay within `budget` bytes; a budget of 0 keeps nothing."""
+
+    def __init__(self, budget: int = 0) -> None:
+        self._entries: collections.OrderedDict[Hashable, GzipRewrite] = collections.OrderedDict()
+        self._size = 0
+        self._budget = budget
+
+    @property
+    def budget(self) -> int:
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int) -> None:
+        self._budget = value
+        self._shrink()
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> GzipRewrite | None:
+        rewrite = self._entries.get(key)
+        if rewrite is not None:
+            self._entries.move_to_end(key)
+        return rewrite
+
+    def put(self, key: Hashable, rewrite: GzipRewrite) -> None:
+        self._drop(key)
+        if rewrite.cost > self._budget // 4:
+            return  # one large page must not push out every small one
+        self._entries[key] = rewrite
+        self._size += rewrite.cost
+        self._shrink()
+
+    def forget(self, key: Hashable) -> None:
+        self._drop(key)
+
+    def _drop(self, key: Hashable) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= old.cost
+
+    def _shrink(self) -> None:
+        while self._size > self._budget and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self._size -= old.cost

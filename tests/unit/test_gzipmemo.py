@@ -1,0 +1,141 @@
+"""Remembered gzip rewrites: a body with the same upstream bytes gets the same bytes around its own
+snippet, whatever its chunking; a body that differs anywhere the rewrite depends on goes the long
+way, and the client always decodes exactly its page with its snippet."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy.net import encoding as mitm_encoding
+
+from rumproxy import gzipblocks, gzipmemo, htmlscan
+from rumproxy.stream import InjectingStream
+from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page
+
+pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
+
+FIRST = b"<script>rum({trace: '0af7651916cd43dd8448eb211c80319c'})</script>"
+SECOND = b"<script>rum({trace: 'b7ad6b7169203331', sampled: false})</script>"
+MIB = 1 << 20
+
+
+def run(raw: bytes, chunks: list[bytes], snippet: bytes, memo: gzipmemo.RewriteMemo, key: object = "page"):
+    stream = InjectingStream(
+        encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True,
+        memo=memo, memo_key=key,
+    )
+    out = []
+    for chunk in [*chunks, b""]:
+        result = stream(chunk)
+        out.extend(bytes(p) for p in ([result] if isinstance(result, (bytes, bytearray)) else result))
+    return b"".join(out), stream
+
+
+def injected(document: bytes, snippet: bytes) -> bytes:
+    offset = document.index(b"<title>")
+    return document[:offset] + snippet + document[offset:]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 5),
+    level=st.sampled_from([1, 6, 9]),
+    flush_every=st.sampled_from([None, 8192]),
+    first_cuts=st.lists(st.integers(0, 10**7), max_size=8),
+    second_cuts=st.lists(st.integers(0, 10**7), max_size=8),
+)
+def test_the_same_body_again_reuses_the_rewrite_whatever_the_chunking(seed, level, flush_every, first_cuts, second_cuts):
+    document = page(300_000, seed)
+    raw = gzip_stream(document, level, flush_every)
+    memo = gzipmemo.RewriteMemo(16 * MIB)
+    first, first_stream = run(raw, chunks_of(raw, first_cuts), FIRST, memo)
+    assert not first_stream.outcome.remembered and memo.count == 1
+
+    again, again_stream = run(raw, chunks_of(raw, second_cuts), FIRST, memo)
+    assert again_stream.outcome.remembered
+    assert again == first  # the sections around the snippet are the very bytes sent before
+
+    other, other_stream = run(raw, chunks_of(raw, second_cuts), SECOND, memo)
+    assert other_stream.outcome.remembered
+    assert gzip.decompress(other) == injected(document, SECOND)  # the trailer's CRC-32 and length too
+    assert mitm_encoding.decode(other, "gzip") == injected(document, SECOND)
+    assert other_stream.outcome.offset == first_stream.outcome.offset
+    assert other_stream.reused_from == first_stream.reused_from
+
+
+def test_without_a_memo_the_bytes_are_the_same():
+    document = page(300_000, 1)
+    raw = gzip_stream(document, 6, None)
+    remembered, _ = run(raw, [raw], FIRST, gzipmemo.RewriteMemo(16 * MIB))
+    plain, _ = run(raw, [raw], FIRST, gzipmemo.RewriteMemo(0))
+    assert remembered == plain
+
+
+@pytest.mark.parametrize("where", ["head", "before the reuse point", "after the reuse point"])
+def test_a_different_body_is_rewritten_as_itself(where):
+    document = page(300_000, 2)
+    raw = gzip_stream(document, 6, None)
+    memo = gzipmemo.RewriteMemo(16 * MIB)
+    _, first_stream = run(raw, chunks_of(raw, [5000, 60000]), FIRST, memo)
+    reused_from = first_stream.reused_from
+    assert reused_from is not None
+    position = {"head": 100, "before the reuse point": reused_from - 2000, "after the reuse point": reused_from + 50_000}[where]
+    changed = document[:position] + b"<b>new</b>" + document[position:]
+    changed_raw = gzip_stream(changed, 6, None)
+
+    output, stream = run(changed_raw, chunks_of(changed_raw, [3000, 70000]), SECOND, memo)
+    assert gzip.decompress(output) == injected(changed, SECOND)
+    # Only a body equal up to the reuse point shares the rewrite (gzip's output differs from the
+    # first change on, so "after" still has the first one's bytes up to there).
+    assert stream.outcome.remembered == (where == "after the reuse point")
+
+
+@pytest.mark.parametrize("length", [2000, 30_000])
+def test_a_body_cut_short_while_held_back_goes_the_long_way(length):
+    document = page(300_000, 3)
+    raw = gzip_stream(document, 6, None)
+    memo = gzipmemo.RewriteMemo(16 * MIB)
+    run(raw, [raw], FIRST, memo)
+    short = raw[:length]
+    output, stream = run(short, chunks_of(short, [1000]), SECOND, memo)
+    alone, alone_stream = run(short, chunks_of(short, [1000]), SECOND, gzipmemo.RewriteMemo(0))
+    assert not stream.outcome.remembered and stream.outcome == alone_stream.outcome
+    # Held back as one piece rather than two chunks: the same page, flushed at other points.
+    assert zlib.decompressobj(31).decompress(output) == zlib.decompressobj(31).decompress(alone)
+
+
+def test_whole_rewrite_renders_any_snippet():
+    document = page(20_000, 4)
+    raw = gzip.compress(document)
+    offset = document.index(b"<title>")
+    body, rewrite = gzipmemo.rewrite_whole(raw, document, offset, FIRST, "before-title")
+    assert gzip.decompress(body) == injected(document, FIRST)
+    assert gzipmemo.whole_body(rewrite, FIRST) == body
+    assert gzip.decompress(gzipmemo.whole_body(rewrite, SECOND)) == injected(document, SECOND)
+    assert gzip.decompress(gzipmemo.whole_body(rewrite, b"")) == document
+
+
+def _rewrite(size: int) -> gzipmemo.GzipRewrite:
+    return gzipmemo.GzipRewrite(b"s" * size, b"", 0, 0, b"", 0, 0, "p")
+
+
+def test_memo_keeps_the_most_recently_used_within_its_budget():
+    memo = gzipmemo.RewriteMemo(1000)
+    for key in "abc":
+        memo.put(key, _rewrite(240))
+    assert memo.get("a") is not None  # a is now the most recent
+    memo.put("d", _rewrite(240))
+    memo.put("e", _rewrite(240))  # 5 x 240 > 1000: the least recently used (b) goes
+    assert memo.get("b") is None and all(memo.get(k) is not None for k in "acde")
+    memo.put("big", _rewrite(300))  # over a quarter of the budget: not kept
+    assert memo.get("big") is None
+    memo.forget("a")
+    assert memo.get("a") is None and memo.count == 3
+    memo.budget = 0
+    assert memo.count == 0
+    memo.put("f", _rewrite(1))
+    assert memo.count == 0
