@@ -18,8 +18,8 @@ Configurations:
   never        the addon, whole bodies rewritten (rum_stream=never)
   always       the addon, streaming every page (rum_stream=always)
   auto         the addon as shipped (rum_stream=auto)
-  auto-nomemo  auto without remembered gzip rewrites (rum_gzip_memo=0): what a gzip page that
-               changes on every request costs (the bench serves the same bytes every time)
+  auto-nomemo  auto without remembered rewrites (rum_memo=0): what a page that changes on every
+               request costs (the bench serves the same bytes every time)
   nginx-sub    nginx sub_filter '</head>' proxying to the same origin (the reference)
 """
 

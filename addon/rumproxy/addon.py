@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, gzipblocks, gzipmemo, gzipsplice, hosting, htmlscan, snippet, tracing
+from rumproxy import codecs, csp, decision, gzipblocks, gzipmemo, gzipsplice, hosting, htmlscan, memo, snippet, tracing
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
@@ -30,7 +30,7 @@ STREAM_MODES = ("auto", "always", "never")
 # scripts/bench: up to ~300 KB whole-body rewriting has the better throughput and the same time to
 # first byte; from ~512 KB streaming's first byte beats even plain mitmdump's (README, Performance).
 STREAM_ABOVE = 384 * 1024
-GZIP_MEMO_MIB = 16  # remembered gzip rewrites: some 2,000 pages of 10 KB, or 200 large ones (~80 KB each)
+MEMO_MIB = 16  # remembered rewrites: some 2,000 pages of 10 KB, or 200 large gzip ones (~80 KB each)
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class RumInject:
         self.script_paths: dict[Path, str] = {}  # local agent file -> its URL path
         self.bootstraps: dict[int, snippet.Bootstrap] = {}  # by id() of a rule of self.rules
         self.flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
-        self.memo = gzipmemo.RewriteMemo(GZIP_MEMO_MIB << 20)
+        self.memo = memo.RewriteMemo(MEMO_MIB << 20)
         self.watcher = RulesWatcher(self._reload)
 
     def load(self, loader) -> None:
@@ -85,21 +85,21 @@ class RumInject:
             "upstreams that send more than one gzip member per body (a streamed page logs a warning).",
         )
         loader.add_option(
-            "rum_gzip_memo",
+            "rum_memo",
             int,
-            GZIP_MEMO_MIB,
-            "MiB of memory for remembering how gzip pages were rewritten: a page whose upstream bytes are "
-            "those of a remembered one (up to the reuse point of rum_gzip_splice, or whole) goes out again "
-            "without decoding and compressing it, only its snippet is new. 0 turns it off.",
+            MEMO_MIB,
+            "MiB of memory for remembering how pages were rewritten: a page whose upstream body is byte for "
+            "byte that of a remembered one (a gzip page that rum_gzip_splice streams: up to its reuse point) "
+            "is not scanned, decoded or (gzip) compressed again; only its snippet is new. 0 turns it off.",
         )
 
     def configure(self, updated: set[str]) -> None:
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
             raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
-        if "rum_gzip_memo" in updated:
-            if ctx.options.rum_gzip_memo < 0:
-                raise exceptions.OptionsError(f"rum_gzip_memo: MiB, 0 or more, got {ctx.options.rum_gzip_memo}")
-            self.memo.budget = ctx.options.rum_gzip_memo << 20
+        if "rum_memo" in updated:
+            if ctx.options.rum_memo < 0:
+                raise exceptions.OptionsError(f"rum_memo: MiB, 0 or more, got {ctx.options.rum_memo}")
+            self.memo.budget = ctx.options.rum_memo << 20
         if "rum_rules" in updated:
             path = Path(ctx.options.rum_rules).expanduser()
             try:
@@ -306,11 +306,9 @@ class RumInject:
         # Read again rather than kept from responseheaders: other addons may edit headers in between.
         headers = HeaderView(response.headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        result = None
-        if encoding == "gzip":
-            result = self._remembered(flow, plan, response.raw_content, headers)
-            if result is None and self._splices_whole(response.raw_content, plan, headers):
-                result = self._inject_spliced(flow, plan, response.raw_content, headers)
+        result = self._remembered(flow, plan, response.raw_content, headers, encoding)
+        if result is None and encoding == "gzip" and self._splices_whole(response.raw_content, plan, headers):
+            result = self._inject_spliced(flow, plan, response.raw_content, headers)
         if result is None:
             result = inject_buffered(
                 response.raw_content,
@@ -341,15 +339,25 @@ class RumInject:
         decoded_size = int.from_bytes(raw[-4:], "little")
         return decoded_size > max(ctx.options.rum_scan_limit, 16 * 1024) + gzipsplice.WINDOW
 
-    def _remembered(self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView) -> Rewritten | None:
-        """A whole gzip body that is byte for byte one rewritten before, with this flow's snippet."""
+    def _remembered(
+        self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView, encoding: str
+    ) -> Rewritten | None:
+        """A whole body that is byte for byte one rewritten before, with this flow's snippet."""
         if not self.memo.budget:
             return None
-        rewrite = self.memo.get(memo_key(flow, headers))
-        if rewrite is None or rewrite.splice is not None or rewrite.source != raw:
+        known = self.memo.get(memo_key(flow, headers))
+        if known is None or known.source != raw:
+            return None  # a spliced gzip rewrite's source is the body's start: the stream's business
+        try:
+            markup = plan.markup.encode(known.codec)
+        except (UnicodeEncodeError, LookupError):
             return None
-        body = gzipmemo.whole_body(rewrite, plan.markup.encode("ascii"))
-        return Rewritten(body, "injected", rewrite.head_size, rewrite.placement, _REMEMBERED)
+        if isinstance(known, gzipmemo.GzipRewrite):
+            body = gzipmemo.whole_body(known, markup)
+        else:
+            assert isinstance(known, memo.KnownPage)
+            body = known.body(markup, encoding)
+        return Rewritten(body, "injected", known.offset, known.placement, _REMEMBERED)
 
     def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView) -> Rewritten | None:
         """A whole gzip page sent through a splicing stream; None where the stream leaves the page
@@ -400,13 +408,13 @@ class RumInject:
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
 
 
-_REMEMBERED = "; the rewrite of an earlier response with the same gzip bytes sent again (rum_gzip_memo)"
+_REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"
 
 
-def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> tuple[str, str | None, int]:
-    """What decides a gzip page's rewrite besides its bytes: which page it is, the charset its
-    Content-Type names, how far the scan goes."""
-    return flow.request.url, headers.get(b"content-type"), ctx.options.rum_scan_limit
+def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> tuple[str, str | None, str | None, int]:
+    """What decides a page's rewrite besides its bytes: which page it is, the charset its
+    Content-Type names, its encoding, how far the scan goes."""
+    return flow.request.url, headers.get(b"content-type"), headers.get(b"content-encoding"), ctx.options.rum_scan_limit
 
 
 def annotate(flow: http.HTTPFlow, text: str) -> None:

@@ -8,16 +8,15 @@ first and the last can go out again as they are. A response whose upstream bytes
 remembered rewrite was made from (compared byte for byte: whole, or up to the reuse point of a
 spliced page) then costs that comparison and the snippet's compression, instead of decoding,
 scanning and compressing the page. A body that differs anywhere in that span goes the long way,
-and so does a page with a <meta> Content-Security-Policy (its edit depends on the rule).
+and so does a page with a <meta> Content-Security-Policy (its edit depends on the rule). The
+memo itself, and what it keeps of pages in other encodings, is rumproxy.memo.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import struct
 import zlib
-from collections.abc import Hashable
 
 from rumproxy import codecs
 from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine
@@ -45,7 +44,12 @@ class GzipRewrite:
     tail_crc: int
     tail_size: int
     placement: str
+    codec: str = "ascii"  # the page's charset, which the snippet is written in
     splice: Splice | None = None  # None: `source` is the whole body, `tail` ends in the final block
+
+    @property
+    def offset(self) -> int:
+        return self.head_size
 
     @property
     def cost(self) -> int:
@@ -89,7 +93,9 @@ def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forward
     return Forwarder(first, splice.bit, trailer)
 
 
-def rewrite_whole(source: bytes, page: bytes, offset: int, snippet: bytes, placement: str) -> tuple[bytes, GzipRewrite]:
+def rewrite_whole(
+    source: bytes, page: bytes, offset: int, snippet: bytes, placement: str, codec: str = "ascii"
+) -> tuple[bytes, GzipRewrite]:
     """`page` (decoded from `source`) with `snippet` at `offset`, gzip-encoded in sections, and
     the rewrite to remember."""
     view = memoryview(page)
@@ -100,54 +106,15 @@ def rewrite_whole(source: bytes, page: bytes, offset: int, snippet: bytes, place
     (head_crc, head_size), _ = writer.sections
     tail_crc, tail_size = writer.section
     body = b"".join((head, section, tail, writer.trailer()))
-    return body, GzipRewrite(source, head, head_crc, head_size, tail, tail_crc, tail_size, placement)
-
-
-class RewriteMemo:
-    """The latest rewrite per key (the page's URL and whatever else decides its rewrite), the least
-    recently used dropped first to stay within `budget` bytes; a budget of 0 keeps nothing."""
-
-    def __init__(self, budget: int = 0) -> None:
-        self._entries: collections.OrderedDict[Hashable, GzipRewrite] = collections.OrderedDict()
-        self._size = 0
-        self._budget = budget
-
-    @property
-    def budget(self) -> int:
-        return self._budget
-
-    @budget.setter
-    def budget(self, value: int) -> None:
-        self._budget = value
-        self._shrink()
-
-    @property
-    def count(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: Hashable) -> GzipRewrite | None:
-        rewrite = self._entries.get(key)
-        if rewrite is not None:
-            self._entries.move_to_end(key)
-        return rewrite
-
-    def put(self, key: Hashable, rewrite: GzipRewrite) -> None:
-        self._drop(key)
-        if rewrite.cost > self._budget // 4:
-            return  # one large page must not push out every small one
-        self._entries[key] = rewrite
-        self._size += rewrite.cost
-        self._shrink()
-
-    def forget(self, key: Hashable) -> None:
-        self._drop(key)
-
-    def _drop(self, key: Hashable) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._size -= old.cost
-
-    def _shrink(self) -> None:
-        while self._size > self._budget and self._entries:
-            _, old = self._entries.popitem(last=False)
-            self._size -= old.cost
+    rewrite = GzipRewrite(
+        source=source,
+        head=head,
+        head_crc=head_crc,
+        head_size=head_size,
+        tail=tail,
+        tail_crc=tail_crc,
+        tail_size=tail_size,
+        placement=placement,
+        codec=codec,
+    )
+    return body, rewrite

@@ -8,7 +8,7 @@ import html
 import re
 from collections.abc import Callable
 
-from rumproxy import codecs, gzipmemo, htmlscan
+from rumproxy import codecs, gzipmemo, htmlscan, memo
 from rumproxy.charset import Charset, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
@@ -28,7 +28,7 @@ class Rewritten:
     offset: int | None = None  # where the snippet went, in decoded bytes
     placement: str | None = None
     detail: str = ""  # for the flow's annotation, e.g. how a gzip body was written
-    reusable: gzipmemo.GzipRewrite | None = None  # for the next response with the same gzip bytes
+    reusable: memo.Remembered | None = None  # for the next response with the same bytes
 
 
 def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
@@ -104,14 +104,19 @@ def inject_buffered(
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")
-    if encoding == "gzip" and facts.csp_meta is None:
-        body, reusable = gzipmemo.rewrite_whole(raw, document, insertion.offset, encoded_snippet, insertion.placement)
-        return Rewritten(body, "injected", insertion.offset, insertion.placement, reusable=reusable)
+    codec = charset.codec or "ascii"
+    reusable: memo.Remembered | None = None
+    if facts.csp_meta is None:  # a <meta> policy's edit depends on the rule: not remembered
+        if encoding == "gzip":
+            body, reusable = gzipmemo.rewrite_whole(raw, document, insertion.offset, encoded_snippet, insertion.placement, codec)
+            return Rewritten(body, "injected", insertion.offset, insertion.placement, reusable=reusable)
+        kept = None if encoding == "identity" else document
+        reusable = memo.KnownPage(raw, kept, insertion.offset, insertion.placement, codec)
     try:
         body = splice(document, insertion.offset, encoded_snippet, facts.csp_meta, edit_policy)
     except PolicyBlocked as e:
         return Rewritten(None, str(e))
-    return Rewritten(codecs.encode(body, encoding), "injected", insertion.offset, insertion.placement)
+    return Rewritten(codecs.encode(body, encoding), "injected", insertion.offset, insertion.placement, reusable=reusable)
 
 
 def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, htmlscan.PageFacts, str]:

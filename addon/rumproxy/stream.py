@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
+from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice, memo as memos
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 
@@ -83,7 +83,7 @@ class InjectingStream:
         label: str = "",
         edit_policy: PolicyEdit | None = None,
         splice: bool = False,
-        memo: gzipmemo.RewriteMemo | None = None,
+        memo: memos.RewriteMemo | None = None,
         memo_key: Hashable = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
@@ -104,9 +104,10 @@ class InjectingStream:
         # (gzipmemo), and what is kept of this body's to remember it.
         self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
         self._memo_key = memo_key
-        self._candidate = self._memo.get(memo_key) if self._memo is not None else None
-        if self._candidate is not None and self._candidate.splice is None:
-            self._candidate = None  # a whole-body rewrite: the addon's business
+        candidate = self._memo.get(memo_key) if self._memo is not None else None
+        # Only a spliced rewrite: a whole-body one is the addon's business.
+        spliced = isinstance(candidate, gzipmemo.GzipRewrite) and candidate.splice is not None
+        self._candidate = candidate if spliced else None
         self._recording: _Recording | None = None
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
@@ -378,8 +379,15 @@ class InjectingStream:
         tail_crc, tail_size = encoder.section
         splice = gzipmemo.Splice(inflater.rest_at, inflater.bit, inflater.crc, inflater.decoded)
         rewrite = gzipmemo.GzipRewrite(
-            raw[:source_end], recording.head, head_crc, head_size, b"".join(encoder.record), tail_crc, tail_size,
-            recording.placement, splice,
+            source=raw[:source_end],
+            head=recording.head,
+            head_crc=head_crc,
+            head_size=head_size,
+            tail=b"".join(encoder.record),
+            tail_crc=tail_crc,
+            tail_size=tail_size,
+            placement=recording.placement,
+            splice=splice,
         )
         encoder.record = None
         self._memo.put(self._memo_key, rewrite)

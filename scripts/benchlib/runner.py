@@ -46,7 +46,7 @@ CONFIGS = {
         Config("never", addon=True, args=("--set", "rum_stream=never")),
         Config("always", addon=True, args=("--set", "rum_stream=always")),
         Config("auto", addon=True),
-        Config("auto-nomemo", addon=True, args=("--set", "rum_gzip_memo=0")),
+        Config("auto-nomemo", addon=True, args=("--set", "rum_memo=0")),
         Config("nginx-sub", addon=False, nginx=True),
     )
 }

@@ -183,7 +183,7 @@ def test_whole_gzip_page_reuses_the_upstreams_blocks(auto_proxy):
 
 @pytest.mark.parametrize("path, length", [("/medium", "yes"), ("/large", "no")], ids=["whole", "streamed"])
 def test_the_same_gzip_page_again_gets_its_own_trace(auto_proxy, page, path, length):
-    """Requested again, a gzip page is sent from the remembered rewrite (rum_gzip_memo): each
+    """Requested again, a gzip page is sent from the remembered rewrite (rum_memo): each
     response still decodes to exactly the page, with its own trace ids in the snippet."""
     proxy, _ = auto_proxy
     expected_page = page if path == "/large" else large_page(MEDIUM_SIZE)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import gzipblocks, gzipmemo, htmlscan
+from rumproxy.memo import RewriteMemo
 from rumproxy.stream import InjectingStream
 from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page
 
@@ -23,7 +24,7 @@ SECOND = b"<script>rum({trace: 'b7ad6b7169203331', sampled: false})</script>"
 MIB = 1 << 20
 
 
-def run(raw: bytes, chunks: list[bytes], snippet: bytes, memo: gzipmemo.RewriteMemo, key: object = "page"):
+def run(raw: bytes, chunks: list[bytes], snippet: bytes, memo: RewriteMemo, key: object = "page"):
     stream = InjectingStream(
         encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True,
         memo=memo, memo_key=key,
@@ -51,7 +52,7 @@ def injected(document: bytes, snippet: bytes) -> bytes:
 def test_the_same_body_again_reuses_the_rewrite_whatever_the_chunking(seed, level, flush_every, first_cuts, second_cuts):
     document = page(300_000, seed)
     raw = gzip_stream(document, level, flush_every)
-    memo = gzipmemo.RewriteMemo(16 * MIB)
+    memo = RewriteMemo(16 * MIB)
     first, first_stream = run(raw, chunks_of(raw, first_cuts), FIRST, memo)
     assert not first_stream.outcome.remembered and memo.count == 1
 
@@ -70,8 +71,8 @@ def test_the_same_body_again_reuses_the_rewrite_whatever_the_chunking(seed, leve
 def test_without_a_memo_the_bytes_are_the_same():
     document = page(300_000, 1)
     raw = gzip_stream(document, 6, None)
-    remembered, _ = run(raw, [raw], FIRST, gzipmemo.RewriteMemo(16 * MIB))
-    plain, _ = run(raw, [raw], FIRST, gzipmemo.RewriteMemo(0))
+    remembered, _ = run(raw, [raw], FIRST, RewriteMemo(16 * MIB))
+    plain, _ = run(raw, [raw], FIRST, RewriteMemo(0))
     assert remembered == plain
 
 
@@ -79,7 +80,7 @@ def test_without_a_memo_the_bytes_are_the_same():
 def test_a_different_body_is_rewritten_as_itself(where):
     document = page(300_000, 2)
     raw = gzip_stream(document, 6, None)
-    memo = gzipmemo.RewriteMemo(16 * MIB)
+    memo = RewriteMemo(16 * MIB)
     _, first_stream = run(raw, chunks_of(raw, [5000, 60000]), FIRST, memo)
     reused_from = first_stream.reused_from
     assert reused_from is not None
@@ -98,11 +99,11 @@ def test_a_different_body_is_rewritten_as_itself(where):
 def test_a_body_cut_short_while_held_back_goes_the_long_way(length):
     document = page(300_000, 3)
     raw = gzip_stream(document, 6, None)
-    memo = gzipmemo.RewriteMemo(16 * MIB)
+    memo = RewriteMemo(16 * MIB)
     run(raw, [raw], FIRST, memo)
     short = raw[:length]
     output, stream = run(short, chunks_of(short, [1000]), SECOND, memo)
-    alone, alone_stream = run(short, chunks_of(short, [1000]), SECOND, gzipmemo.RewriteMemo(0))
+    alone, alone_stream = run(short, chunks_of(short, [1000]), SECOND, RewriteMemo(0))
     assert not stream.outcome.remembered and stream.outcome == alone_stream.outcome
     # Held back as one piece rather than two chunks: the same page, flushed at other points.
     assert zlib.decompressobj(31).decompress(output) == zlib.decompressobj(31).decompress(alone)
@@ -117,25 +118,3 @@ def test_whole_rewrite_renders_any_snippet():
     assert gzipmemo.whole_body(rewrite, FIRST) == body
     assert gzip.decompress(gzipmemo.whole_body(rewrite, SECOND)) == injected(document, SECOND)
     assert gzip.decompress(gzipmemo.whole_body(rewrite, b"")) == document
-
-
-def _rewrite(size: int) -> gzipmemo.GzipRewrite:
-    return gzipmemo.GzipRewrite(b"s" * size, b"", 0, 0, b"", 0, 0, "p")
-
-
-def test_memo_keeps_the_most_recently_used_within_its_budget():
-    memo = gzipmemo.RewriteMemo(1000)
-    for key in "abc":
-        memo.put(key, _rewrite(240))
-    assert memo.get("a") is not None  # a is now the most recent
-    memo.put("d", _rewrite(240))
-    memo.put("e", _rewrite(240))  # 5 x 240 > 1000: the least recently used (b) goes
-    assert memo.get("b") is None and all(memo.get(k) is not None for k in "acde")
-    memo.put("big", _rewrite(300))  # over a quarter of the budget: not kept
-    assert memo.get("big") is None
-    memo.forget("a")
-    assert memo.get("a") is None and memo.count == 3
-    memo.budget = 0
-    assert memo.count == 0
-    memo.put("f", _rewrite(1))
-    assert memo.count == 0

@@ -1,0 +1,105 @@
+"""Remembered rewrites: a page that comes again as the same upstream bytes is not scanned again.
+
+Most pages a proxy sends come again and again as the same bytes (static pages, pages a cache in
+front of the app holds, generated pages that rarely change), and the rewrite of each differs from
+the last one only in its snippet (the trace ids). So the addon remembers, per page, where the
+snippet went (KnownPage) or, for gzip, the compressed sections around it (gzipmemo.GzipRewrite),
+and a response whose body equals the remembered one byte for byte skips the scan, the decoding and
+for gzip the compression. One comparison of bytes decides: nothing is assumed from URLs, ETags or
+dates. Pages with a <meta> Content-Security-Policy are not remembered (its edit depends on the rule).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Hashable
+from typing import Protocol
+
+from rumproxy import codecs
+
+
+class Remembered(Protocol):
+    @property
+    def source(self) -> bytes: ...  # the upstream bytes the rewrite was made from
+
+    @property
+    def codec(self) -> str: ...  # the page's charset, which the snippet is written in
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def placement(self) -> str: ...
+
+    @property
+    def cost(self) -> int: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownPage:
+    """Where the snippet went in a page rewritten whole."""
+
+    source: bytes  # the upstream body
+    document: bytes | None  # the page decoded from it; None where the body is the page (identity)
+    offset: int
+    placement: str
+    codec: str
+
+    @property
+    def cost(self) -> int:
+        return len(self.source) + (len(self.document) if self.document is not None else 0)
+
+    def body(self, snippet: bytes, encoding: str) -> bytes:
+        view = memoryview(self.document if self.document is not None else self.source)
+        return codecs.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
+
+
+class RewriteMemo:
+    """The latest rewrite per key (the page's URL and whatever else decides its rewrite), the least
+    recently used dropped first to stay within `budget` bytes; a budget of 0 keeps nothing."""
+
+    def __init__(self, budget: int = 0) -> None:
+        self._entries: collections.OrderedDict[Hashable, Remembered] = collections.OrderedDict()
+        self._size = 0
+        self._budget = budget
+
+    @property
+    def budget(self) -> int:
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int) -> None:
+        self._budget = value
+        self._shrink()
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> Remembered | None:
+        rewrite = self._entries.get(key)
+        if rewrite is not None:
+            self._entries.move_to_end(key)
+        return rewrite
+
+    def put(self, key: Hashable, rewrite: Remembered) -> None:
+        self._drop(key)
+        if rewrite.cost > self._budget // 4:
+            return  # one large page must not push out every small one
+        self._entries[key] = rewrite
+        self._size += rewrite.cost
+        self._shrink()
+
+    def forget(self, key: Hashable) -> None:
+        self._drop(key)
+
+    def _drop(self, key: Hashable) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._size -= old.cost
+
+    def _shrink(self) -> None:
+        while self._size > self._budget and self._entries:
+            _, old = self._entries.popitem(last=False)
+            self._size -= old.cost
