@@ -224,8 +224,12 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
+        # An unsized body may be flushed early on purpose (the head before a slow query): a remembered
+        # gzip rewrite would hold it back until its reuse point, so only sized bodies use the memo.
+        sized = (headers.get(b"content-length") or "").isdigit()
         stream = self._stream(
-            flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome)
+            flow, state.plan, encoding, headers, remember=sized,
+            on_done=lambda outcome: self._streamed(flow, state, outcome),
         )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
@@ -264,6 +268,7 @@ class RumInject:
         plan: Plan,
         encoding: str,
         headers: HeaderView,
+        remember: bool = True,
         on_done: Callable[[StreamOutcome], None] | None = None,
     ) -> InjectingStream:
         return InjectingStream(
@@ -274,7 +279,7 @@ class RumInject:
             label=flow.request.pretty_url,
             edit_policy=plan.edit_policy,
             splice=ctx.options.rum_gzip_splice,
-            memo=self.memo if encoding == "gzip" else None,
+            memo=self.memo if encoding == "gzip" and remember else None,
             memo_key=memo_key(flow, headers),
         )
 

@@ -228,7 +228,7 @@ def stream_through(flow) -> bytes:
 @pytest.mark.parametrize(
     "encoding, size, streamed",
     [("identity", 10_000, False), ("br", 10_000, False), ("gzip", 10_000, False), ("gzip", 200_000, False),
-     ("gzip", 200_000, True)],
+     ("gzip", 200_000, True), ("gzip", 200_000, "chunked")],
 )
 def test_a_page_sent_again_reuses_its_rewrite(rules, encoding, size, streamed):
     page = large_page(size)
@@ -239,6 +239,8 @@ def test_a_page_sent_again_reuses_its_rewrite(rules, encoding, size, streamed):
         actions, traces = [], []
         for _ in range(3):
             flow = page_flow(body=upstream_body, content_encoding=encoding)
+            if streamed == "chunked":
+                del flow.response.headers["content-length"]
             run(rum, flow)
             body = stream_through(flow) if streamed else flow.response.raw_content
             document = gzip.decompress(body) if encoding == "gzip" else codecs.decode(body, encoding)
@@ -248,7 +250,9 @@ def test_a_page_sent_again_reuses_its_rewrite(rules, encoding, size, streamed):
             actions.append(meta["action"])
             traces.append(meta["trace_id"])
         assert len(set(traces)) == 3
-        assert ["remembered from an earlier response" in action for action in actions] == [False, True, True]
+        # An unsized stream may be flushed early on purpose: it is never held back for the memo.
+        remembered = [False, False, False] if streamed == "chunked" else [False, True, True]
+        assert ["remembered from an earlier response" in action for action in actions] == remembered
 
         tctx.configure(rum, rum_memo=0)
         flow = page_flow(body=upstream_body, content_encoding=encoding)
