@@ -15,6 +15,8 @@ exactly one snippet where one belongs.
 Configurations:
   pass         plain `mitmdump --mode reverse:` without the addon (the baseline)
   pass-stream  plain mitmdump with stream_large_bodies at the addon's STREAM_ABOVE
+  pass-hooks   plain mitmdump with a script addon whose request, responseheaders and response
+               hooks do nothing (benchlib/hooks_only.py): the floor of any such `-s` addon
   never        the addon, whole bodies rewritten (rum_stream=never)
   always       the addon, streaming every page (rum_stream=always)
   auto         the addon as shipped (rum_stream=auto)

@@ -43,6 +43,7 @@ CONFIGS = {
     for c in (
         Config("pass", addon=False),
         Config("pass-stream", addon=False, args=("--set", f"stream_large_bodies={STREAM_ABOVE // 1024}k")),
+        Config("pass-hooks", addon=False, args=("-s", str(Path(__file__).with_name("hooks_only.py")))),
         Config("never", addon=True, args=("--set", "rum_stream=never")),
         Config("always", addon=True, args=("--set", "rum_stream=always")),
         Config("auto", addon=True),
@@ -129,8 +130,11 @@ def _start(setup: Setup, targets: list[Target]) -> None:
             argv = ["-s", str(servers.ADDON_SCRIPT), "--set", f"rum_rules={setup.rules}", *argv]
         target.process = servers.mitmdump(setup.work, target.config.name, setup.origin_port, argv,
                                           confdir=setup.work / "confdir").launch()
+        if not (setup.work / "confdir").exists():
+            # The first mitmdump writes its CA into the shared confdir: the others must not read it half written.
+            _guard(target, lambda t=target: _ready(t))
     for target in targets:
-        if target.process is not None:
+        if target.process is not None and not target.pids and target.error is None:
             _guard(target, lambda t=target: _ready(t))
 
 
