@@ -16,9 +16,11 @@ import logging
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice, memo as memos
+from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
+from rumproxy import memo as memos
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
+from rumproxy.splicetail import Recording, SplicingTail
 
 if TYPE_CHECKING:
     from rumproxy.htmlscan import Insertion, InsertionScanner
@@ -54,8 +56,7 @@ def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
 
 class _State(enum.Enum):
     SCANNING = "scanning"  # holding the body back until the scanner decides
-    INJECTED = "injected"  # snippet sent; re-encoding (or forwarding) the rest
-    SPLICED = "spliced"  # gzip: forwarding the upstream's deflate blocks and a new trailer
+    INJECTED = "injected"  # snippet sent; re-encoding the rest (gzip that splices: the SplicingTail)
     RAW = "raw"  # forwarding the upstream bytes untouched
     ENDED = "ended"
 
@@ -92,11 +93,11 @@ class InjectingStream:
         self._encoding = name
         self._identity = name == "identity"
         self._decoder = codecs.decoder(name)
-        self._encoder: codecs.Encoder | gzipsplice.GzipWriter | None = None
-        # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice).
+        self._encoder: codecs.Encoder | None = None
+        # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice). The
+        # inflater decodes while scanning and then goes to the tail, which does the rest.
         self._inflater: gzipblocks.BlockInflater | None = None
-        self._splice_after = 0
-        self._forwarder: gzipsplice.Forwarder | None = None
+        self._tail: SplicingTail | None = None
         if splice and name == "gzip" and gzipblocks.available():
             decoder = gzipblocks.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
             self._decoder, self._inflater = decoder, decoder.inflater
@@ -108,7 +109,6 @@ class InjectingStream:
         # Only a spliced rewrite: a whole-body one is the addon's business.
         spliced = isinstance(candidate, gzipmemo.GzipRewrite) and candidate.splice is not None
         self._candidate = candidate if spliced else None
-        self._recording: _Recording | None = None
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -123,11 +123,17 @@ class InjectingStream:
         self._start = bytearray()  # the first two decoded bytes, to spot a UTF-16 BOM
         self._state = _State.SCANNING
         self.outcome: StreamOutcome | None = None
-        self.reused_from: int | None = None  # gzip: the upstream's blocks went on from this decoded offset
-        # gzip: why the upstream's body may not end in its member's trailer, which the new trailer
-        # replaced (rum_gzip_splice's help: several members, bytes after the member).
-        self.trailer_suspect: str | None = None
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
+
+    @property
+    def reused_from(self) -> int | None:
+        """gzip: the decoded offset from which the upstream's blocks went on."""
+        return self._tail.reused_from if self._tail is not None else None
+
+    @property
+    def trailer_suspect(self) -> str | None:
+        """gzip: why the upstream's body may not end in its member's trailer (SplicingTail)."""
+        return self._tail.trailer_suspect if self._tail is not None else None
 
     @property
     def buffered_bytes(self) -> int:
@@ -150,8 +156,6 @@ class InjectingStream:
             return self._scan(chunk, end) if self._candidate is None else self._match(chunk, end)
         if state is _State.INJECTED:
             return chunk if self._identity else self._reencode(chunk, end)
-        if state is _State.SPLICED:
-            return self._forward(chunk, end)
         if state is _State.ENDED and chunk:
             logger.warning("%s: %d body bytes after the end of the body, passed through", self._label, len(chunk))
         return chunk
@@ -163,7 +167,8 @@ class InjectingStream:
         self._encoder = None
         self._decoder = codecs.Decoder()
         self._close_inflater()
-        self._recording = None
+        if self._tail is not None:
+            self._tail.close()
 
     def _close_inflater(self) -> None:
         if self._inflater is not None:
@@ -230,25 +235,26 @@ class InjectingStream:
         if self._identity:
             out = b"".join(pieces)
         elif len(pieces) == 3:
-            encoder = self._new_encoder()
-            if isinstance(encoder, gzipsplice.GzipWriter):
+            if self._inflater is not None:
                 # Sections that refer to nothing before them: the page before the snippet, the
                 # snippet, the page after it; the first and last may be sent again (gzipmemo).
-                before = encoder.feed(pieces[0]) + encoder.restart()
-                head = before + encoder.feed(pieces[1]) + encoder.restart()
-                if self._memo is not None:
-                    self._recording = _Recording(before, insertion.placement, list(self._raw), self._raw_size)
-                    encoder.record = []
+                writer = gzipsplice.GzipWriter()
+                before = writer.feed(pieces[0]) + writer.restart()
+                head = before + writer.feed(pieces[1]) + writer.restart()
+                self._tail = self._new_tail(writer, offset + gzipsplice.WINDOW, before, insertion.placement)
             else:
+                encoder = self._encoder = codecs.encoder(self._encoding)
                 head = b"".join([encoder.feed(pieces[0]), encoder.feed(pieces[1]), encoder.sync()])
-            self._encoder = encoder
-            self._splice_after = offset + gzipsplice.WINDOW
             out = self._head_first(head, pieces[2], end)
         else:
-            encoder = self._encoder = self._new_encoder()
             assert self._scanner.facts.csp_meta is not None
-            self._splice_after = self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW  # the meta's end, as received
-            out = b"".join([*(encoder.feed(p) for p in pieces), self._continue(end)])
+            if self._inflater is not None:
+                writer = gzipsplice.GzipWriter()
+                self._tail = self._new_tail(writer, self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
+                out = b"".join([*(writer.feed(p) for p in pieces), self._continue(end)])
+            else:
+                encoder = self._encoder = codecs.encoder(self._encoding)
+                out = b"".join([*(encoder.feed(p) for p in pieces), self._continue(end)])
         self._state = _State.INJECTED
         self._release()
         self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
@@ -263,8 +269,21 @@ class InjectingStream:
         self._report(StreamOutcome(False, None, None, reason))
         return out
 
-    def _new_encoder(self) -> codecs.Encoder | gzipsplice.GzipWriter:
-        return gzipsplice.GzipWriter() if self._inflater is not None else codecs.encoder(self._encoding)
+    def _new_tail(
+        self, writer: gzipsplice.GzipWriter, splice_after: int, before: bytes | None = None, placement: str = ""
+    ) -> SplicingTail:
+        """The rest of a splicing gzip body; `splice_after` is where the last edit's window ends (for
+        a <meta> CSP edited after the snippet: that tag's end, as received). With `before`, the
+        section before the snippet, the tail is remembered once it reaches its reuse point."""
+        recording = None
+        if self._memo is not None and before is not None:
+            recording = Recording(before, placement, list(self._raw), self._raw_size, self._memo.budget // 4)
+            writer.record = []
+        inflater, self._inflater = self._inflater, None
+        return SplicingTail(
+            label=self._label, inflater=inflater, writer=writer, splice_after=splice_after, recording=recording,
+            memo=self._memo, memo_key=self._memo_key, warn_trailer=self.warn_trailer,
+        )
 
     def _release(self) -> None:
         if self._state is not _State.INJECTED:
@@ -295,8 +314,11 @@ class InjectingStream:
         if head:
             yield head
         try:
-            assert self._encoder is not None
-            tail = self._encoder.feed(rest) + self._continue(end)
+            if self._tail is not None:
+                tail = self._tail.write(rest) + self._continue(end)
+            else:
+                assert self._encoder is not None
+                tail = self._encoder.feed(rest) + self._continue(end)
         except Exception as e:
             tail = self._abandon(e, b"")
         if end:
@@ -307,18 +329,16 @@ class InjectingStream:
     def _continue(self, end: bool) -> bytes:
         """After the decoded bytes at hand went into the encoder: what the upstream's chunk still
         holds (a splicing gzip stream decodes it on demand), then a flush point or the end."""
+        if self._tail is not None:
+            return self._tail_feed(b"", end)
         assert self._encoder is not None
-        if self._inflater is not None:
-            return self._splice(b"", end)
         return self._encoder.flush() if end else self._encoder.sync()
 
     def _reencode(self, chunk: bytes, end: bool) -> bytes:
         try:
+            if self._tail is not None:
+                return self._tail_feed(chunk, end)
             assert self._encoder is not None
-            if self._inflater is not None:
-                if self._recording is not None:
-                    self._recording.keep(chunk, self._memo.budget // 4 if self._memo is not None else 0)
-                return self._splice(chunk, end)
             if end:
                 return self._encoder.feed(self._decoder.flush()) + self._encoder.flush()
             decoded = self._decoder.feed(chunk)
@@ -329,68 +349,12 @@ class InjectingStream:
         except Exception as e:
             return self._abandon(e, chunk)
 
-    # --- after the decision, gzip bodies that splice -----------------------
-
-    def _splice(self, chunk: bytes, end: bool) -> bytes:
-        """Re-encode until a block boundary 32 KiB past the last edit, then forward the rest."""
-        inflater, encoder = self._inflater, self._encoder
-        assert inflater is not None and isinstance(encoder, gzipsplice.GzipWriter)
-        inflater.push(chunk)
-        out = []
-        while decoded := inflater.pull(256 * 1024, splice_after=self._splice_after):
-            out.append(encoder.feed(decoded))
-        if inflater.rest is None:
-            if inflater.ended:
-                # The member ended first: close ours; padding or further members go on as received.
-                self._recording = None
-                out += [encoder.flush(), inflater.after_end]
-                self._state = _State.RAW
-                self._release()
-            elif end:
-                raise ValueError("truncated gzip data")
-            else:
-                out.append(encoder.sync())
-            return b"".join(out)
-        out.append(encoder.sync())
-        if self._recording is not None:
-            self._remember(self._recording, inflater, encoder)
-        trailer = gzipsplice.TrailerMaker(
-            original_crc=inflater.crc,
-            original_size=inflater.decoded,
-            new_crc=encoder.crc,
-            new_size=encoder.size,
-            original_compressed=inflater.rest_at,
-        )
-        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer)
-        self.reused_from = inflater.decoded
-        self._close_inflater()
-        self._encoder = None
-        self._state = _State.SPLICED
-        out.append(self._forward(b"", end))
-        return b"".join(out)
-
-    def _remember(self, recording: _Recording, inflater: gzipblocks.BlockInflater, encoder: gzipsplice.GzipWriter) -> None:
-        self._recording = None
-        source_end = inflater.rest_at + (1 if inflater.bit else 0)
-        if self._memo is None or recording.raw is None or encoder.record is None or recording.size < source_end:
-            return
-        raw = b"".join(recording.raw)
-        (head_crc, head_size), _ = encoder.sections
-        tail_crc, tail_size = encoder.section
-        splice = gzipmemo.Splice(inflater.rest_at, inflater.bit, inflater.crc, inflater.decoded)
-        rewrite = gzipmemo.GzipRewrite(
-            source=raw[:source_end],
-            head=recording.head,
-            head_crc=head_crc,
-            head_size=head_size,
-            tail=b"".join(encoder.record),
-            tail_crc=tail_crc,
-            tail_size=tail_size,
-            placement=recording.placement,
-            splice=splice,
-        )
-        encoder.record = None
-        self._memo.put(self._memo_key, rewrite)
+    def _tail_feed(self, chunk: bytes, end: bool) -> bytes:
+        assert self._tail is not None
+        out = self._tail.feed(chunk, end)
+        if self._tail.member_ended:
+            self._state = _State.RAW  # what follows the member goes on as received
+        return out
 
     # --- a body whose start is that of a remembered rewrite (gzipmemo) ------
 
@@ -426,35 +390,17 @@ class InjectingStream:
         return out
 
     def _reuse(self, candidate: gzipmemo.GzipRewrite, end: bool) -> bytes:
-        splice = candidate.splice
-        assert splice is not None
         held = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
-        rendered = gzipmemo.render(candidate, self._snippet)
-        self._forwarder = gzipmemo.forwarder(candidate, rendered, memoryview(held)[splice.rest_at :])
+        self._tail, start = SplicingTail.remembered(
+            candidate, self._snippet, held, label=self._label, warn_trailer=self.warn_trailer
+        )
         self._candidate = None
-        self.reused_from = splice.original_size
-        self._state = _State.SPLICED
+        self._state = _State.INJECTED
+        self._decoder = codecs.Decoder()  # nothing more to decode: the tail forwards
+        self._close_inflater()
         self._release()
         self._report(StreamOutcome(True, candidate.head_size, candidate.placement, "injected", remembered=True))
-        return rendered.start + self._forward(b"", end)
-
-    def _forward(self, chunk: bytes, end: bool) -> bytes:
-        forwarder = self._forwarder
-        assert forwarder is not None
-        out = forwarder.feed(chunk)
-        if not end:
-            return out
-        try:
-            trailer = forwarder.finish()
-        except ValueError as e:
-            # The upstream's body ended without its trailer: so does ours, as cut short as theirs.
-            logger.warning("%s: %s", self._label, e)
-            return out + forwarder.held
-        self.trailer_suspect = forwarder.suspect
-        if forwarder.suspect is not None and self.warn_trailer:
-            logger.warning("%s: gzip body may not end in its member's trailer (%s); "
-                           "set rum_gzip_splice=false for this upstream", self._label, forwarder.suspect)
-        return out + trailer
+        return start + self._tail.feed(b"", end)
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients
@@ -462,32 +408,15 @@ class InjectingStream:
         logger.warning("%s: %s after the injection; rest of the body passed through", self._label, error)
         self._state = _State.RAW
         try:
-            tail = self._encoder.flush() if self._encoder is not None else b""
+            if self._tail is not None:
+                tail = self._tail.abandon()
+            else:
+                tail = self._encoder.flush() if self._encoder is not None else b""
         except Exception:
             tail = b""
         self._encoder = None
         self._release()
         return tail + chunk
-
-
-class _Recording:
-    """What a splicing gzip stream keeps until its reuse point, to remember its rewrite: the first
-    section it sent and the upstream's bytes (up to `limit`; beyond that it is too large to keep)."""
-
-    def __init__(self, head: bytes, placement: str, raw: list[bytes], size: int) -> None:
-        self.head = head
-        self.placement = placement
-        self.raw: list[bytes] | None = raw
-        self.size = size
-
-    def keep(self, chunk: bytes, limit: int) -> None:
-        if self.raw is None:
-            return
-        self.size += len(chunk)
-        if self.size > limit:
-            self.raw = None
-        else:
-            self.raw.append(chunk)
 
 
 def _joined(out: bytes | bytearray | Iterator[bytes]) -> bytes:
