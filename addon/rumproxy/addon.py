@@ -14,14 +14,13 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, gzipblocks, gzipmemo, gzipsplice, hosting, htmlscan, memo, snippet, tracing
+from rumproxy import codecs, csp, decision, hosting, htmlscan, memo, snippet, tracing, wholebody
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
-from rumproxy.rewrite import Rewritten, inject_buffered
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
-from rumproxy.stream import InjectingStream, StreamOutcome, send_whole
+from rumproxy.stream import InjectingStream, StreamOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +284,7 @@ class RumInject:
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
-            detail = _REMEMBERED if outcome.remembered else ""
+            detail = memo.REMEMBERED if outcome.remembered else ""
             self._record(flow, state, f"injected while streaming ({outcome.placement}, byte {outcome.offset}){detail}")
         else:
             self._skipped(flow, state, outcome.reason)
@@ -311,22 +310,20 @@ class RumInject:
         # Read again rather than kept from responseheaders: other addons may edit headers in between.
         headers = HeaderView(response.headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        result = self._remembered(flow, plan, response.raw_content, headers, encoding)
-        if result is None and encoding == "gzip" and self._splices_whole(response.raw_content, plan, headers):
-            result = self._inject_spliced(flow, plan, response.raw_content, headers)
-        if result is None:
-            result = inject_buffered(
-                response.raw_content,
-                encoding=encoding,
-                content_type=headers.get(b"content-type"),
-                snippet=plan.markup,
-                limit=ctx.options.rum_scan_limit,
-                edit_policy=plan.edit_policy,
-            )
+        job = wholebody.Job(
+            encoding=encoding,
+            content_type=headers.get(b"content-type"),
+            markup=plan.markup,
+            edit_policy=plan.edit_policy,
+            scan_limit=ctx.options.rum_scan_limit,
+            splice=encoding == "gzip" and ctx.options.rum_gzip_splice and streamable(plan, headers),
+            memo=self.memo,
+            memo_key=memo_key(flow, headers),
+            label=flow.request.pretty_url,
+        )
+        result = wholebody.rewrite(response.raw_content, job)
         if result.body is None:
             return self._skipped(flow, state, result.reason)
-        if result.reusable is not None and self.memo.budget:
-            self.memo.put(memo_key(flow, headers), result.reusable)
         framing: dict[bytes, Edit] = {}
         if b"transfer-encoding" not in headers:
             framing[b"content-length"] = str(len(result.body))
@@ -335,52 +332,6 @@ class RumInject:
         response.headers.fields = fields
         response.raw_content = result.body
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset}){result.detail}")
-
-    def _splices_whole(self, raw: bytes, plan: Plan, headers: HeaderView) -> bool:
-        """Whether a whole gzip body is large enough for block reuse to pay: its decoded size
-        (the trailer's ISIZE) goes past the scan window and deflate's window after it."""
-        if not ctx.options.rum_gzip_splice or not gzipblocks.available() or not streamable(plan, headers):
-            return False
-        decoded_size = int.from_bytes(raw[-4:], "little")
-        return decoded_size > max(ctx.options.rum_scan_limit, 16 * 1024) + gzipsplice.WINDOW
-
-    def _remembered(
-        self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView, encoding: str
-    ) -> Rewritten | None:
-        """A whole body that is byte for byte one rewritten before, with this flow's snippet."""
-        if not self.memo.budget:
-            return None
-        known = self.memo.get(memo_key(flow, headers))
-        if known is None or known.source != raw:
-            return None  # a spliced gzip rewrite's source is the body's start: the stream's business
-        try:
-            markup = plan.markup.encode(known.codec)
-        except (UnicodeEncodeError, LookupError):
-            return None
-        if isinstance(known, gzipmemo.GzipRewrite):
-            body = gzipmemo.whole_body(known, markup)
-        else:
-            assert isinstance(known, memo.KnownPage)
-            body = known.body(markup, encoding)
-        return Rewritten(body, "injected", known.offset, known.placement, _REMEMBERED)
-
-    def _inject_spliced(self, flow: http.HTTPFlow, plan: Plan, raw: bytes, headers: HeaderView) -> Rewritten | None:
-        """A whole gzip page sent through a splicing stream; None where the stream leaves the page
-        alone, for the whole-body path to decide (a UTF-16 page, say, it can transcode), and where
-        the body may not end in its member's trailer (bytes after it), which that path ignores."""
-        stream = self._stream(flow, plan, "gzip", headers)
-        body = send_whole(stream, raw)
-        outcome = stream.outcome
-        if outcome is None or not outcome.injected or stream.trailer_suspect is not None:
-            if outcome is not None and outcome.remembered:
-                self.memo.forget(memo_key(flow, headers))
-            return None
-        detail = ""
-        if stream.reused_from is not None:
-            detail = f"; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
-        if outcome.remembered:
-            detail += _REMEMBERED
-        return Rewritten(body, "injected", outcome.offset, outcome.placement, detail)
 
     def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
         bootstrap = self.bootstraps.get(id(state.rule))
@@ -411,9 +362,6 @@ class RumInject:
         flow.metadata["rumproxy"] = metadata
         trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
         annotate(flow, f"rule {state.rule.name}{trace_text}: {action}")
-
-
-_REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"
 
 
 def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> tuple[str, str | None, str | None, int]:

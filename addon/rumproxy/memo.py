@@ -18,6 +18,8 @@ from typing import Protocol
 
 from rumproxy import codecs
 
+REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
+
 
 class Remembered(Protocol):
     @property

@@ -14,7 +14,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import addon as addon_module
-from rumproxy import codecs
+from rumproxy import codecs, wholebody
 from rumproxy.addon import RumInject
 
 PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
@@ -93,7 +93,7 @@ def test_an_exception_leaves_the_response_as_received_and_logs_one_line(rules, m
         raise RuntimeError("boom")
 
     if where in ("inject_buffered", "send_whole"):
-        monkeypatch.setattr(addon_module, where, explode)
+        monkeypatch.setattr(wholebody, where, explode)
     else:
         monkeypatch.setattr(addon_module.tracing, "expose", explode)
     rum = RumInject(default_rules=rules)

@@ -1,0 +1,99 @@
+"""Rewriting a whole (buffered) body: from a remembered rewrite (memo), through the block-reusing
+gzip stream (a gzip page larger than the scan window), or decoded, scanned and re-encoded
+(rewrite.inject_buffered). Knows nothing of mitmproxy: the addon says what decides the rewrite."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable
+
+from rumproxy import gzipblocks, gzipmemo, gzipsplice, htmlscan, memo
+from rumproxy.rewrite import PolicyEdit, Rewritten, inject_buffered
+from rumproxy.stream import InjectingStream, send_whole
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    encoding: str  # normalized (codecs.normalize_encoding)
+    content_type: str | None
+    markup: str  # the snippet
+    edit_policy: PolicyEdit | None  # for a <meta> CSP that would block the agent (rewrite.splice)
+    scan_limit: int
+    splice: bool  # a large gzip page may reuse the upstream's deflate blocks (rum_gzip_splice)
+    memo: memo.RewriteMemo
+    memo_key: Hashable
+    label: str  # for log lines: the URL
+
+
+def rewrite(raw: bytes, job: Job) -> Rewritten:
+    result = _remembered(raw, job)
+    if result is None and job.encoding == "gzip" and _splices(raw, job):
+        result = _spliced(raw, job)
+    if result is None:
+        result = inject_buffered(
+            raw,
+            encoding=job.encoding,
+            content_type=job.content_type,
+            snippet=job.markup,
+            limit=job.scan_limit,
+            edit_policy=job.edit_policy,
+        )
+    if result.reusable is not None and job.memo.budget:
+        job.memo.put(job.memo_key, result.reusable)
+    return result
+
+
+def _remembered(raw: bytes, job: Job) -> Rewritten | None:
+    """A body that is byte for byte one rewritten before, with this job's snippet."""
+    if not job.memo.budget:
+        return None
+    known = job.memo.get(job.memo_key)
+    if known is None or known.source != raw:
+        return None  # a spliced gzip rewrite's source is the body's start: the stream's business
+    try:
+        markup = job.markup.encode(known.codec)
+    except (UnicodeEncodeError, LookupError):
+        return None
+    if isinstance(known, gzipmemo.GzipRewrite):
+        body = gzipmemo.whole_body(known, markup)
+    else:
+        assert isinstance(known, memo.KnownPage)
+        body = known.body(markup, job.encoding)
+    return Rewritten(body, "injected", known.offset, known.placement, memo.REMEMBERED)
+
+
+def _splices(raw: bytes, job: Job) -> bool:
+    """Whether a gzip body is large enough for block reuse to pay: its decoded size (the trailer's
+    ISIZE) goes past the scan window and deflate's window after it."""
+    if not job.splice or not gzipblocks.available():
+        return False
+    decoded_size = int.from_bytes(raw[-4:], "little")
+    return decoded_size > max(job.scan_limit, 16 * 1024) + gzipsplice.WINDOW
+
+
+def _spliced(raw: bytes, job: Job) -> Rewritten | None:
+    """The page sent through a splicing stream; None where the stream leaves the page alone, for
+    inject_buffered to decide (a UTF-16 page, say, it can transcode), and where the body may not
+    end in its member's trailer (bytes after it), which inject_buffered ignores."""
+    stream = InjectingStream(
+        encoding="gzip",
+        snippet=job.markup.encode("ascii"),
+        scanner=htmlscan.InsertionScanner(job.scan_limit),
+        label=job.label,
+        edit_policy=job.edit_policy,
+        splice=True,
+        memo=job.memo,
+        memo_key=job.memo_key,
+    )
+    body = send_whole(stream, raw)
+    outcome = stream.outcome
+    if outcome is None or not outcome.injected or stream.trailer_suspect is not None:
+        if outcome is not None and outcome.remembered:
+            job.memo.forget(job.memo_key)
+        return None
+    detail = ""
+    if stream.reused_from is not None:
+        detail = f"; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
+    if outcome.remembered:
+        detail += memo.REMEMBERED
+    return Rewritten(body, "injected", outcome.offset, outcome.placement, detail)
