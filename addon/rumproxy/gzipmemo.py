@@ -1,15 +1,11 @@
-"""Rewriting a gzip page the proxy has rewritten before without decoding it again.
+"""Remembered gzip rewrites (see rumproxy.memo): what lets a page that comes again as the same
+bytes go out without being decoded, scanned or compressed.
 
-A proxy in front of an app sends many pages again and again as the same bytes: static pages, pages
-a cache in front of the app holds, generated pages that rarely change. Their rewrites differ only in
-the snippet (each has its own trace ids). gzipsplice.GzipWriter compresses the page before the
-snippet, the snippet, and the page after it as sections that refer to nothing before them, so the
-first and the last can go out again as they are. A response whose upstream bytes equal those a
-remembered rewrite was made from (compared byte for byte: whole, or up to the reuse point of a
-spliced page) then costs that comparison and the snippet's compression, instead of decoding,
-scanning and compressing the page. A body that differs anywhere in that span goes the long way,
-and so does a page with a <meta> Content-Security-Policy (its edit depends on the rule). The
-memo itself, and what it keeps of pages in other encodings, is rumproxy.memo.
+gzipsplice.GzipWriter compresses the page before the snippet, the snippet, and the page after it
+as sections that refer to nothing before them, so the first and the last can go out again as they
+are around another snippet, with a trailer whose CRC-32 is combined from the three. A spliced page
+(one that reuses the upstream's deflate blocks) is remembered up to its reuse point: a body that
+starts with the same bytes gets the remembered sections, then the upstream's blocks from there.
 """
 
 from __future__ import annotations

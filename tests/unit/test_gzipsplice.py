@@ -126,6 +126,28 @@ def test_crc_shift_is_zlibs_crc32_combine(a, b):
     assert gzipsplice._python_shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
 
 
+@given(st.binary(max_size=300), st.binary(max_size=3000), st.booleans())
+def test_crc32_combine_with_and_without_isal(a, b, without_isal):
+    native = gzipsplice._CRC32_COMBINE
+    gzipsplice._CRC32_COMBINE = None if without_isal else native
+    try:
+        assert gzipsplice.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    finally:
+        gzipsplice._CRC32_COMBINE = native
+
+
+def test_writer_sections_refer_to_nothing_before_them():
+    """Each section decodes on its own once the ones before it are gone: no back-reference crosses."""
+    document = page(50_000, 1)
+    writer = gzipsplice.GzipWriter()
+    first = writer.feed(document[:20_000]) + writer.restart()
+    second = writer.feed(document[20_000:]) + writer.end() + writer.trailer()
+    assert gzip.decompress(first + second) == document  # CRC-32 combined over both sections
+    assert writer.sections == [(zlib.crc32(document[:20_000]), 20_000)]
+    alone = zlib.decompressobj(-15).decompress(second[:-8])
+    assert alone == document[20_000:]
+
+
 @pytest.mark.parametrize("after", ["newline", "crlf", "zeros", "member"])
 def test_bytes_after_the_member_make_the_trailer_suspect(after, caplog):
     """An app that prints a newline after its gzip output, zero padding, a second member: the last 8

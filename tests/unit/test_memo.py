@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rumproxy import codecs, memo
+from rumproxy import codecs, gzipmemo, memo
 from rumproxy.rewrite import inject_buffered
 
 PAGE = b'<!doctype html><html><head><meta charset="windows-1252"><title>caf\xe9</title></head><body>x</body></html>'
@@ -22,8 +22,6 @@ def test_a_remembered_page_takes_any_snippet(encoding):
         body = known.body("<script>ü</script>".encode(known.codec), encoding)
         assert (known.document is None) == (encoding == "identity")
     else:
-        from rumproxy import gzipmemo
-
         body = gzipmemo.whole_body(known, "<script>ü</script>".encode(known.codec))
     assert codecs.decode(body, encoding) == codecs.decode(second.body, encoding)
     assert b"<script>\xfc</script>" in codecs.decode(body, encoding)
