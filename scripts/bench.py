@@ -3,6 +3,7 @@
     scripts/bench            # all pages, encodings and configurations, 3 rounds, ~16 min
     scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
+    scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them
 
 nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br). In
 every round, for every page and encoding, each configuration gets a fresh proxy and the
@@ -10,7 +11,8 @@ measurements alternate between them (A B C D A B C D …): throughput with wrk, 
 per request, time to first body byte and total time of single requests, and the proxy's peak RSS.
 The medians over the rounds are printed with their ratio to plain mitmdump and written to
 bench-results/<timestamp>.json. Every single response is checked: the page as served, with
-exactly one snippet where one belongs.
+exactly one snippet where one belongs. With --chunked the origin sends the same bytes chunked,
+without a Content-Length (what most dynamic apps and compressing middlewares send).
 
 Configurations:
   pass         plain `mitmdump --mode reverse:` without the addon (the baseline)
@@ -28,6 +30,7 @@ Configurations:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 import tempfile
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: generating pages", file=sys.stderr)
         served = pages.write_pages(work / "pages", args.pages)
         sizes = {p.name: {e: p.compressed_size(work / "pages", e) for e in pages.ENCODINGS} for p in served}
+        if args.chunked:
+            served = [dataclasses.replace(p, path=servers.CHUNKED_PREFIX + p.path) for p in served]
         origin, origin_port = servers.start_origin(work / "nginx-origin", work / "pages")
         reference = reference_port = None
         try:
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     checked = report.targets(table, args.pages, args.encodings)
     elapsed = time.monotonic() - args.t0
     print(f"\nrumproxy bench, {started:%Y-%m-%d %H:%M}, {elapsed / 60:.0f} min: {report.machine_text(machine)}")
-    print(f"{args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
+    origin_text = "chunked, without Content-Length" if args.chunked else "with Content-Length"
+    print(f"Origin responses {origin_text}. {args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
           f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "
           f"{args.max_duration:g} s where a request takes long). Medians; a ratio is the median of the ratios "
           f"measured side by side. {note}.")
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds, "slices": args.slices, "duration_s": args.duration,
             "max_duration_s": args.max_duration, "samples": args.samples, "warmup_s": args.warmup, "threads": args.threads,
             "connections": args.connections, "pages": args.pages, "encodings": args.encodings,
-            "configs": args.configs, "stream_above": STREAM_ABOVE, "page_bytes": sizes,
+            "configs": args.configs, "stream_above": STREAM_ABOVE, "page_bytes": sizes, "chunked": args.chunked,
         },
         "configs": {name: {"addon": c.addon, "args": list(c.args), "nginx": c.nginx}
                     for name, c in runner.CONFIGS.items() if name in args.configs},
@@ -139,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a ~4 min run: pages 10k and 20M, identity and gzip, configurations pass, "
                              "pass-stream, always and auto, 1 s slices, 3 samples")
+    parser.add_argument("--chunked", action="store_true",
+                        help="the origin sends the pages chunked, without a Content-Length, as dynamic apps do")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--slices", type=int, help="alternating wrk runs per configuration and cell (default 2)")
     parser.add_argument("--duration", type=float, help="seconds of one wrk slice (default 1)")

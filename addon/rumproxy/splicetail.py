@@ -41,7 +41,7 @@ class SplicingTail:
     def __init__(
         self,
         *,
-        label: str,
+        label: object,
         inflater: gzipblocks.BlockInflater | None = None,
         writer: gzipsplice.GzipWriter | None = None,
         splice_after: int = 0,
@@ -66,7 +66,7 @@ class SplicingTail:
 
     @classmethod
     def remembered(
-        cls, rewrite: gzipmemo.GzipRewrite, snippet: bytes, body: bytes, *, label: str, warn_trailer: bool = True
+        cls, rewrite: gzipmemo.GzipRewrite, snippet: bytes, body: bytes, *, label: object, warn_trailer: bool = True
     ) -> tuple[SplicingTail, bytes]:
         """A tail at the reuse point of `rewrite`, for a body that starts with its source, and the
         bytes that go out before it (the remembered sections around `snippet`)."""

@@ -64,7 +64,7 @@ class _State(enum.Enum):
 class InjectingStream:
     """Insert `snippet` into a streamed body at the point `scanner` picks.
 
-    `snippet` must already be in the page's charset. `label` (e.g. the URL)
+    `snippet` must already be in the page's charset. `label` (e.g. the URL; any object, str() when logged)
     prefixes log lines. While holding data back a call returns an empty
     `bytearray` rather than b"": mitmproxy sends a non-bytes return value as
     a sequence of chunks (so nothing at all), whereas b"" would go out as a
@@ -81,7 +81,7 @@ class InjectingStream:
         snippet: bytes,
         scanner: InsertionScanner,
         on_done: Callable[[StreamOutcome], None] | None = None,
-        label: str = "",
+        label: object = "",
         edit_policy: PolicyEdit | None = None,
         splice: bool = False,
         memo: memos.RewriteMemo | None = None,

@@ -22,7 +22,7 @@ class Job:
     splice: bool  # a large gzip page may reuse the upstream's deflate blocks (rum_gzip_splice)
     memo: memo.RewriteMemo
     memo_key: Hashable
-    label: str  # for log lines: the URL
+    label: object  # for log lines, str() when one is written: the URL
 
 
 def rewrite(raw: bytes, job: Job) -> Rewritten:

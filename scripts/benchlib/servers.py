@@ -138,6 +138,8 @@ http {{
 }}
 """
 
+CHUNKED_PREFIX = "/chunked"  # the origin's location that sends its pages without a Content-Length
+
 _ORIGIN = """\
     map $http_accept_encoding $accepts_br {{ "~(^|[,\\s])br([,;\\s]|$)" 1; default 0; }}
     server {{
@@ -153,6 +155,21 @@ _ORIGIN = """\
             alias {pages}/br/;
             add_header Content-Encoding br;
             add_header Vary Accept-Encoding;
+        }}
+        # The same files without a Content-Length, as dynamic apps answer: a sub_filter that never
+        # matches makes nginx drop the length and send the bytes as they are, chunked.
+        location {chunked}/ {{
+            alias {pages}/;
+            if ($accepts_br) {{ rewrite ^{chunked}(.*)$ /__chunked_br$1 last; }}
+            gzip_static on;
+            sub_filter '<!-- rumproxy bench: never in a page -->' '';
+        }}
+        location /__chunked_br/ {{
+            internal;
+            alias {pages}/br/;
+            add_header Content-Encoding br;
+            add_header Vary Accept-Encoding;
+            sub_filter '<!-- rumproxy bench: never in a page -->' '';
         }}
     }}
 """
@@ -211,7 +228,7 @@ def start_nginx(work: Path, make_server, name: str, attempts: int = 3) -> tuple[
 
 
 def start_origin(work: Path, pages: Path) -> tuple[Process, int]:
-    return start_nginx(work, lambda port: _ORIGIN.format(port=port, pages=pages), "nginx-origin")
+    return start_nginx(work, lambda port: _ORIGIN.format(port=port, pages=pages, chunked=CHUNKED_PREFIX), "nginx-origin")
 
 
 def start_reference(work: Path, origin_port: int, snippet: str) -> tuple[Process, int]:

@@ -281,3 +281,14 @@ def test_a_negative_memo_size_is_refused(rules):
     with taddons.context(rum) as tctx:
         with pytest.raises(exceptions.OptionsError, match="rum_memo"):
             tctx.configure(rum, rum_rules=str(rules), rum_memo=-1)
+
+
+def test_stream_log_lines_name_the_url_as_the_client_wrote_it(rules, caplog):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx, caplog.at_level(logging.WARNING, logger="rumproxy"):
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always")
+        flow = page_flow(body=b"\x1f\x8b\x08\x00 not gzip at all", content_encoding="gzip")
+        run(rum, flow)
+        assert stream_through(flow) == b"\x1f\x8b\x08\x00 not gzip at all"  # passed through as received
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"{flow.request.pretty_url}: decode error")
