@@ -7,6 +7,7 @@ upstream sent, and the log gets one line saying why.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import weakref
 from collections.abc import Callable
@@ -270,6 +271,7 @@ class RumInject:
         remember: bool = True,
         on_done: Callable[[StreamOutcome], None] | None = None,
     ) -> InjectingStream:
+        remembers = encoding == "gzip" and remember and self.memo.budget > 0
         return InjectingStream(
             encoding=encoding,
             snippet=plan.markup.encode("ascii"),
@@ -278,8 +280,8 @@ class RumInject:
             label=UrlLabel(flow.request),
             edit_policy=plan.edit_policy,
             splice=ctx.options.rum_gzip_splice,
-            memo=self.memo if encoding == "gzip" and remember else None,
-            memo_key=memo_key(flow, headers),
+            memo=self.memo if remembers else None,
+            memo_key=memo_key(flow, headers) if remembers else None,
         )
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
@@ -316,10 +318,13 @@ class RumInject:
             markup=plan.markup,
             edit_policy=plan.edit_policy,
             scan_limit=ctx.options.rum_scan_limit,
-            splice=encoding == "gzip" and ctx.options.rum_gzip_splice and streamable(plan, headers),
             memo=self.memo,
             memo_key=memo_key(flow, headers),
-            label=UrlLabel(flow.request),
+            splicing_stream=(
+                functools.partial(self._stream, flow, plan, "gzip", headers)
+                if encoding == "gzip" and ctx.options.rum_gzip_splice and streamable(plan, headers)
+                else None
+            ),
         )
         result = wholebody.rewrite(response.raw_content, job)
         if result.body is None:

@@ -11,11 +11,10 @@ starts with the same bytes gets the remembered sections, then the upstream's blo
 from __future__ import annotations
 
 import dataclasses
-import struct
 import zlib
 
 from rumproxy import codecs
-from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine
+from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine, gzip_trailer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +70,7 @@ def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
 def whole_body(rewrite: GzipRewrite, snippet: bytes) -> bytes:
     assert rewrite.splice is None
     rendered = render(rewrite, snippet)
-    return rendered.start + struct.pack("<II", rendered.crc, rendered.size & 0xFFFFFFFF)
+    return rendered.start + gzip_trailer(rendered.crc, rendered.size)
 
 
 def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forwarder:

@@ -29,6 +29,11 @@ WINDOW = 32 * 1024  # deflate's longest back-reference
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime, OS unknown
 
 
+def gzip_trailer(crc: int, size: int) -> bytes:
+    """A gzip member's last 8 bytes: the CRC-32 and the length (modulo 2^32) of what it decodes to."""
+    return struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
 class GzipWriter:
     """A gzip encoder whose deflate data can be continued by another stream's blocks, and can be
     cut into sections that refer to nothing before them (`restart`): what lets gzipmemo reuse the
@@ -78,7 +83,7 @@ class GzipWriter:
         return self._out(self._deflate.flush(zlib.Z_FINISH))
 
     def trailer(self) -> bytes:
-        return struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+        return gzip_trailer(self.crc, self.size)
 
     def flush(self) -> bytes:
         """The end of the body: the rest of the deflate data and the trailer."""
@@ -228,7 +233,7 @@ class TrailerMaker:
     def __call__(self, crc: int, size: int) -> bytes:
         rest = (size - self._original_size) & 0xFFFFFFFF
         combined = crc ^ _shift_crc(self._original_crc ^ self._new_crc, rest)
-        return struct.pack("<II", combined, (size - self._original_size + self._new_size) & 0xFFFFFFFF)
+        return gzip_trailer(combined, size - self._original_size + self._new_size)
 
 
 # CRC-32 arithmetic of zlib's crc32_combine(): multiplication modulo the reflected polynomial.

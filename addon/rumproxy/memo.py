@@ -76,6 +76,11 @@ class RewriteMemo:
         self._shrink()
 
     @property
+    def entry_limit(self) -> int:
+        """The largest rewrite kept, in bytes: one large page must not push out every small one."""
+        return self._budget // 4
+
+    @property
     def count(self) -> int:
         return len(self._entries)
 
@@ -87,8 +92,8 @@ class RewriteMemo:
 
     def put(self, key: Hashable, rewrite: Remembered) -> None:
         self._drop(key)
-        if rewrite.cost > self._budget // 4:
-            return  # one large page must not push out every small one
+        if rewrite.cost > self.entry_limit:
+            return
         self._entries[key] = rewrite
         self._size += rewrite.cost
         self._shrink()

@@ -248,13 +248,13 @@ class InjectingStream:
             out = self._head_first(head, pieces[2], end)
         else:
             assert self._scanner.facts.csp_meta is not None
+            sink: codecs.Encoder | gzipsplice.GzipWriter
             if self._inflater is not None:
-                writer = gzipsplice.GzipWriter()
-                self._tail = self._new_tail(writer, self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
-                out = b"".join([*(writer.feed(p) for p in pieces), self._continue(end)])
+                sink = gzipsplice.GzipWriter()
+                self._tail = self._new_tail(sink, self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
             else:
-                encoder = self._encoder = codecs.encoder(self._encoding)
-                out = b"".join([*(encoder.feed(p) for p in pieces), self._continue(end)])
+                sink = self._encoder = codecs.encoder(self._encoding)
+            out = b"".join([*(sink.feed(p) for p in pieces), self._continue(end)])
         self._state = _State.INJECTED
         self._release()
         self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
@@ -277,7 +277,7 @@ class InjectingStream:
         section before the snippet, the tail is remembered once it reaches its reuse point."""
         recording = None
         if self._memo is not None and before is not None:
-            recording = Recording(before, placement, list(self._raw), self._raw_size, self._memo.budget // 4)
+            recording = Recording(before, placement, list(self._raw), self._raw_size, self._memo.entry_limit)
             writer.record = []
         inflater, self._inflater = self._inflater, None
         return SplicingTail(

@@ -5,9 +5,9 @@ gzip stream (a gzip page larger than the scan window), or decoded, scanned and r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
-from rumproxy import gzipblocks, gzipmemo, gzipsplice, htmlscan, memo
+from rumproxy import gzipblocks, gzipmemo, gzipsplice, memo
 from rumproxy.rewrite import PolicyEdit, Rewritten, inject_buffered
 from rumproxy.stream import InjectingStream, send_whole
 
@@ -19,10 +19,10 @@ class Job:
     markup: str  # the snippet
     edit_policy: PolicyEdit | None  # for a <meta> CSP that would block the agent (rewrite.splice)
     scan_limit: int
-    splice: bool  # a large gzip page may reuse the upstream's deflate blocks (rum_gzip_splice)
     memo: memo.RewriteMemo
     memo_key: Hashable
-    label: object  # for log lines, str() when one is written: the URL
+    # A gzip page may reuse the upstream's deflate blocks (rum_gzip_splice): the stream that does it.
+    splicing_stream: Callable[[], InjectingStream] | None = None
 
 
 def rewrite(raw: bytes, job: Job) -> Rewritten:
@@ -65,7 +65,7 @@ def _remembered(raw: bytes, job: Job) -> Rewritten | None:
 def _splices(raw: bytes, job: Job) -> bool:
     """Whether a gzip body is large enough for block reuse to pay: its decoded size (the trailer's
     ISIZE) goes past the scan window and deflate's window after it."""
-    if not job.splice or not gzipblocks.available():
+    if job.splicing_stream is None or not gzipblocks.available():
         return False
     decoded_size = int.from_bytes(raw[-4:], "little")
     return decoded_size > max(job.scan_limit, 16 * 1024) + gzipsplice.WINDOW
@@ -75,16 +75,8 @@ def _spliced(raw: bytes, job: Job) -> Rewritten | None:
     """The page sent through a splicing stream; None where the stream leaves the page alone, for
     inject_buffered to decide (a UTF-16 page, say, it can transcode), and where the body may not
     end in its member's trailer (bytes after it), which inject_buffered ignores."""
-    stream = InjectingStream(
-        encoding="gzip",
-        snippet=job.markup.encode("ascii"),
-        scanner=htmlscan.InsertionScanner(job.scan_limit),
-        label=job.label,
-        edit_policy=job.edit_policy,
-        splice=True,
-        memo=job.memo,
-        memo_key=job.memo_key,
-    )
+    assert job.splicing_stream is not None
+    stream = job.splicing_stream()
     body = send_whole(stream, raw)
     outcome = stream.outcome
     if outcome is None or not outcome.injected or stream.trailer_suspect is not None:

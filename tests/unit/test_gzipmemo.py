@@ -12,10 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import gzipblocks, gzipmemo, htmlscan
+from rumproxy import gzipblocks, gzipmemo
 from rumproxy.memo import RewriteMemo
-from rumproxy.stream import InjectingStream
-from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page
+from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page, stream_through
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
@@ -25,15 +24,8 @@ MIB = 1 << 20
 
 
 def run(raw: bytes, chunks: list[bytes], snippet: bytes, memo: RewriteMemo, key: object = "page"):
-    stream = InjectingStream(
-        encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True,
-        memo=memo, memo_key=key,
-    )
-    out = []
-    for chunk in [*chunks, b""]:
-        result = stream(chunk)
-        out.extend(bytes(p) for p in ([result] if isinstance(result, (bytes, bytearray)) else result))
-    return b"".join(out), stream
+    output, stream, _ = stream_through(raw, chunks, snippet, memo=memo, memo_key=key)
+    return output, stream
 
 
 def injected(document: bytes, snippet: bytes) -> bytes:

@@ -48,8 +48,10 @@ def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def stream_through(raw: bytes, chunks: list[bytes], **kwargs) -> tuple[bytes, InjectingStream, list[bytes]]:
-    stream = InjectingStream(encoding="gzip", snippet=SNIPPET, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
+def stream_through(
+    raw: bytes, chunks: list[bytes], snippet: bytes = SNIPPET, **kwargs
+) -> tuple[bytes, InjectingStream, list[bytes]]:
+    stream = InjectingStream(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
     out = []
     for chunk in [*chunks, b""]:
         result = stream(chunk)
