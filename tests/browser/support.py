@@ -108,6 +108,24 @@ def reverse_proxy(app: BrowserApp, intake: Any, directory: Path,
         yield mitmdump
 
 
+def app_behind_proxy(name: str) -> tuple[Any, Any]:
+    """The module-scoped `app` (the browser app, reporting as "<name>-backend") and `proxy` (the
+    addon in reverse mode before it, one rule for the whole site) fixtures of a browser module:
+    `app, proxy = app_behind_proxy("spa")`."""
+
+    @pytest.fixture(scope="module")
+    def app(intake: Any) -> Iterator[BrowserApp]:
+        with BrowserApp(apm_server_url=intake.url, service_name=f"{name}-backend") as server:
+            yield server
+
+    @pytest.fixture(scope="module")
+    def proxy(app: BrowserApp, intake: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
+        with reverse_proxy(app, intake, tmp_path_factory.mktemp(name)) as mitmdump:
+            yield mitmdump
+
+    return app, proxy
+
+
 # --- what the browser said -------------------------------------------------------------------
 
 # Init script: report every CSP violation the page sees (enforced or report-only) to Python.

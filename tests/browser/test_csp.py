@@ -8,7 +8,15 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.browser.support import BrowserApp, BrowserPage, browser_suite, reverse_proxy, rule, wait_for_page_load
+from tests.browser.support import (
+    BrowserApp,
+    BrowserPage,
+    app_behind_proxy,
+    browser_suite,
+    reverse_proxy,
+    rule,
+    wait_for_page_load,
+)
 from tests.harness import Intake, Mitmdump
 
 pytestmark = browser_suite
@@ -17,16 +25,7 @@ pytestmark = browser_suite
 POLICY_PAGES = ["/csp/nonce", "/csp/hash", "/csp/strict-dynamic", "/csp/meta", "/csp/open"]
 
 
-@pytest.fixture(scope="module")
-def app(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="csp-backend") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    with reverse_proxy(app, intake, tmp_path_factory.mktemp("csp")) as mitmdump:
-        yield mitmdump
+app, proxy = app_behind_proxy("csp")
 
 
 @pytest.fixture(scope="module")

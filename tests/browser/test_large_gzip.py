@@ -6,13 +6,12 @@ page load. Whole (Content-Length, rewritten in the response hook) and chunked (s
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.apps.browserapp import large_page, large_paragraphs
-from tests.browser.support import BrowserApp, BrowserPage, browser_suite, reverse_proxy, wait_for_page_load
+from tests.browser.support import BrowserPage, app_behind_proxy, browser_suite, wait_for_page_load
 from tests.harness import Intake, Mitmdump
 
 pytestmark = browser_suite
@@ -21,16 +20,7 @@ PARAGRAPHS = 4000  # ~330 KB of HTML, ~150 KB of gzip: whole below the streaming
 # long enough that the upstream's blocks are reused from ~100 KB on
 
 
-@pytest.fixture(scope="module")
-def app(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="large-backend") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    with reverse_proxy(app, intake, tmp_path_factory.mktemp("large")) as mitmdump:
-        yield mitmdump
+app, proxy = app_behind_proxy("large")
 
 
 @pytest.mark.parametrize("length", ["yes", "no"], ids=["whole", "streamed"])

@@ -3,19 +3,14 @@ reverse proxy: route changes are reported after the page load, and no page gets 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.browser.support import (
     FRONTEND,
-    BrowserApp,
     BrowserPage,
+    app_behind_proxy,
     backend_transaction,
     browser_suite,
     page_loads,
     page_url,
-    reverse_proxy,
     rum_spans,
     transactions,
     wait_for_page_load,
@@ -28,16 +23,7 @@ pytestmark = browser_suite
 SECOND_AGENT_GRACE_MS = 2500
 
 
-@pytest.fixture(scope="module")
-def app(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="spa-backend") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def proxy(app: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    with reverse_proxy(app, intake, tmp_path_factory.mktemp("spa")) as mitmdump:
-        yield mitmdump
+app, proxy = app_behind_proxy("spa")
 
 
 def route_changes(events: list[dict]) -> list[dict]:
