@@ -320,6 +320,7 @@ class RumInject:
             scan_limit=ctx.options.rum_scan_limit,
             memo=self.memo,
             memo_key=memo_key(flow, headers),
+            label=UrlLabel(flow.request),
             splicing_stream=(
                 functools.partial(self._stream, flow, plan, "gzip", headers)
                 if encoding == "gzip" and ctx.options.rum_gzip_splice and streamable(plan, headers)

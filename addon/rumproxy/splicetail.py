@@ -125,7 +125,10 @@ class SplicingTail:
             return b"".join(out)
         out.append(writer.sync())
         if self._recording is not None:
-            self._remember(self._recording, inflater, writer)
+            try:
+                self._remember(self._recording, inflater, writer)
+            except Exception as e:  # the memo only saves work: this body goes on all the same
+                logger.warning("%s: rewrite not remembered: %r", self._label, e)
         trailer = gzipsplice.TrailerMaker(
             original_crc=inflater.crc,
             original_size=inflater.decoded,

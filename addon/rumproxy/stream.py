@@ -374,7 +374,11 @@ class InjectingStream:
             if not same:
                 return self._mismatch(end)
         if self._raw_size >= len(source):
-            return self._reuse(candidate, end)
+            try:
+                return self._reuse(candidate, end)
+            except Exception as e:  # fail open: nothing went out yet, the body goes the usual way
+                logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", self._label, e)
+                return self._mismatch(end)
         return self._mismatch(end) if end else b""
 
     def _mismatch(self, end: bool) -> bytes:
@@ -391,16 +395,18 @@ class InjectingStream:
 
     def _reuse(self, candidate: gzipmemo.GzipRewrite, end: bool) -> bytes:
         held = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
-        self._tail, start = SplicingTail.remembered(
+        tail, start = SplicingTail.remembered(
             candidate, self._snippet, held, label=self._label, warn_trailer=self.warn_trailer
         )
-        self._candidate = None
+        out = start + tail.feed(b"", end)
+        # Nothing above changed the stream: should it fail, _match sends the body the usual way.
+        self._tail, self._candidate = tail, None
         self._state = _State.INJECTED
         self._decoder = codecs.Decoder()  # nothing more to decode: the tail forwards
         self._close_inflater()
         self._release()
         self._report(StreamOutcome(True, candidate.head_size, candidate.placement, "injected", remembered=True))
-        return start + self._tail.feed(b"", end)
+        return out
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients

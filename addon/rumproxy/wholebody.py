@@ -5,11 +5,14 @@ gzip stream (a gzip page larger than the scan window), or decoded, scanned and r
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Hashable
 
 from rumproxy import gzipblocks, gzipmemo, gzipsplice, memo
 from rumproxy.rewrite import PolicyEdit, Rewritten, inject_buffered
 from rumproxy.stream import InjectingStream, send_whole
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +24,18 @@ class Job:
     scan_limit: int
     memo: memo.RewriteMemo
     memo_key: Hashable
+    label: object  # for log lines, str() when one is written: the URL
     # A gzip page may reuse the upstream's deflate blocks (rum_gzip_splice): the stream that does it.
     splicing_stream: Callable[[], InjectingStream] | None = None
 
 
 def rewrite(raw: bytes, job: Job) -> Rewritten:
-    result = _remembered(raw, job)
+    try:
+        result = _remembered(raw, job)
+    except Exception as e:  # the memo only saves work: the body is rewritten anew
+        logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", job.label, e)
+        job.memo.forget(job.memo_key)
+        result = None
     if result is None and job.encoding == "gzip" and _splices(raw, job):
         result = _spliced(raw, job)
     if result is None:

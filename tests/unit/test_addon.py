@@ -14,7 +14,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import addon as addon_module
-from rumproxy import codecs, wholebody
+from rumproxy import codecs, memo, wholebody
 from rumproxy.addon import RumInject
 
 PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
@@ -292,3 +292,21 @@ def test_stream_log_lines_name_the_url_as_the_client_wrote_it(rules, caplog):
         assert stream_through(flow) == b"\x1f\x8b\x08\x00 not gzip at all"  # passed through as received
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"{flow.request.pretty_url}: decode error")
+
+
+def test_a_remembered_rewrite_that_fails_is_forgotten_and_the_page_rewritten_anew(rules, monkeypatch, caplog):
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx, caplog.at_level(logging.WARNING, logger="rumproxy"):
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        run(rum, page_flow())
+        assert rum.memo.count == 1
+        monkeypatch.setattr(memo.KnownPage, "body", explode)
+        flow = page_flow()
+        run(rum, flow)
+        assert without_snippet(flow.response.content) == PAGE
+        assert "remembered" not in flow.metadata["rumproxy"]["action"]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "remembered rewrite not usable" in line and "boom" in line

@@ -5,6 +5,7 @@ way, and the client always decodes exactly its page with its snippet."""
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 
 import pytest
@@ -110,3 +111,26 @@ def test_whole_rewrite_renders_any_snippet():
     assert gzipmemo.whole_body(rewrite, FIRST) == body
     assert gzip.decompress(gzipmemo.whole_body(rewrite, SECOND)) == injected(document, SECOND)
     assert gzip.decompress(gzipmemo.whole_body(rewrite, b"")) == document
+
+
+def test_a_memo_that_fails_leaves_the_body_to_the_usual_way(monkeypatch, caplog):
+    """The memo only saves work: when remembering or reusing fails, the body is rewritten anew."""
+    document = page(300_000, 5)
+    raw = gzip_stream(document, 6, None)
+    memo = RewriteMemo(16 * MIB)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.WARNING, logger="rumproxy"):
+        monkeypatch.setattr(gzipmemo, "Splice", explode)
+        output, stream = run(raw, chunks_of(raw, [7000]), FIRST, memo)
+        monkeypatch.undo()
+        assert gzip.decompress(output) == injected(document, FIRST) and memo.count == 0
+        run(raw, [raw], FIRST, memo)  # remembered this time
+        monkeypatch.setattr(gzipmemo, "render", explode)
+        output, stream = run(raw, chunks_of(raw, [7000]), SECOND, memo)
+        assert gzip.decompress(output) == injected(document, SECOND)
+        assert not stream.outcome.remembered and stream.outcome.injected
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "rewrite not remembered" in messages[0] and "not usable" in messages[1]
