@@ -19,6 +19,8 @@ Configurations:
   pass-stream  plain mitmdump with stream_large_bodies at the addon's STREAM_ABOVE
   pass-hooks   plain mitmdump with a script addon whose request, responseheaders and response
                hooks do nothing (benchlib/hooks_only.py): the floor of any such `-s` addon
+  pass-hooks-stream  pass-hooks that also streams every response through a callable that
+               changes nothing: the floor of an addon that streams
   never        the addon, whole bodies rewritten (rum_stream=never)
   always       the addon, streaming every page (rum_stream=always)
   auto         the addon as shipped (rum_stream=auto)

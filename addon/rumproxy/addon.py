@@ -90,7 +90,8 @@ class RumInject:
             MEMO_MIB,
             "MiB of memory for remembering how pages were rewritten: a page whose upstream body is byte for "
             "byte that of a remembered one (a gzip page that rum_gzip_splice streams: up to its reuse point) "
-            "is not scanned, decoded or (gzip) compressed again; only its snippet is new. 0 turns it off.",
+            "is not scanned, decoded or (gzip) compressed again; only its snippet is new. A streamed gzip "
+            "page gets the remembered rewrite while its bytes arrive, no later than without it. 0 turns it off.",
         )
 
     def configure(self, updated: set[str]) -> None:
@@ -224,13 +225,7 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        # An unsized body may be flushed early on purpose (the head before a slow query): a remembered
-        # gzip rewrite would hold it back until its reuse point, so only sized bodies use the memo.
-        sized = (headers.get(b"content-length") or "").isdigit()
-        stream = self._stream(
-            flow, state.plan, encoding, headers, remember=sized,
-            on_done=lambda outcome: self._streamed(flow, state, outcome),
-        )
+        stream = self._stream(flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome))
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
         framing: dict[bytes, Edit] = {b"content-length": None}
@@ -268,10 +263,9 @@ class RumInject:
         plan: Plan,
         encoding: str,
         headers: HeaderView,
-        remember: bool = True,
         on_done: Callable[[StreamOutcome], None] | None = None,
     ) -> InjectingStream:
-        remembers = encoding == "gzip" and remember and self.memo.budget > 0
+        remembers = encoding == "gzip" and self.memo.budget > 0
         return InjectingStream(
             encoding=encoding,
             snippet=plan.markup.encode("ascii"),

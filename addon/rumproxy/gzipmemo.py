@@ -6,6 +6,8 @@ as sections that refer to nothing before them, so the first and the last can go 
 are around another snippet, with a trailer whose CRC-32 is combined from the three. A spliced page
 (one that reuses the upstream's deflate blocks) is remembered up to its reuse point: a body that
 starts with the same bytes gets the remembered sections, then the upstream's blocks from there.
+A rewrite made by a stream also knows which of its bytes each part needed (`decided_at`, `marks`),
+so a streamed body gets each part as soon as those bytes have come again (gzipreplay).
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ class Splice:
 
 
 @dataclasses.dataclass(frozen=True)
+class Mark:
+    """A point where a stream's rewrite ended on a byte (a sync point): once a body has matched
+    `source` up to `source_end`, `tail` up to `tail_end` may go out (gzipreplay)."""
+
+    source_end: int
+    tail_end: int
+    decoded: int  # page bytes after the snippet that tail[:tail_end] holds, and their CRC-32
+    crc: int
+
+
+@dataclasses.dataclass(frozen=True)
 class GzipRewrite:
     """A gzip page's rewrite without its snippet."""
 
@@ -41,6 +54,10 @@ class GzipRewrite:
     placement: str
     codec: str = "ascii"  # the page's charset, which the snippet is written in
     splice: Splice | None = None  # None: `source` is the whole body, `tail` ends in the final block
+    # Made by a stream (None: from a whole body): the bytes of `source` its scan had when it decided,
+    # after which the head and the snippet may go out, and the points of `tail` after that.
+    decided_at: int | None = None
+    marks: tuple[Mark, ...] = ()
 
     @property
     def offset(self) -> int:
@@ -54,6 +71,7 @@ class GzipRewrite:
 @dataclasses.dataclass(frozen=True)
 class Rendered:
     start: bytes  # the body up to where the upstream's blocks go on, or to the trailer
+    opening: int  # bytes of `start` before the tail: the gzip header, the head and the snippet
     crc: int  # CRC-32 and length of the page it holds
     size: int
 
@@ -64,7 +82,7 @@ def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
     crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(snippet), len(snippet))
     crc = crc32_combine(crc, rewrite.tail_crc, rewrite.tail_size)
     size = rewrite.head_size + len(snippet) + rewrite.tail_size
-    return Rendered(b"".join((rewrite.head, section, rewrite.tail)), crc, size)
+    return Rendered(b"".join((rewrite.head, section, rewrite.tail)), len(rewrite.head) + len(section), crc, size)
 
 
 def whole_body(rewrite: GzipRewrite, snippet: bytes) -> bytes:

@@ -47,6 +47,15 @@ class GzipWriter:
         self.sections: list[tuple[int, int]] = []  # CRC-32 and length of each finished section
         self.record: list[bytes] | None = None  # when a list, every output goes into it too
 
+    @classmethod
+    def after(cls, crc: int, size: int) -> GzipWriter:
+        """A writer that goes on where another stopped at a sync point: after the gzip header and
+        deflate data for `size` page bytes whose CRC-32 is `crc`."""
+        writer = cls()
+        writer._header = b""
+        writer._done_crc, writer._done_size = crc, size
+        return writer
+
     @property
     def crc(self) -> int:
         return crc32_combine(self._done_crc, self._crc, self._size)

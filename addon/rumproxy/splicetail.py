@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 class Recording:
     """What a tail keeps until its reuse point, to remember its rewrite: the first section the
-    stream sent and the upstream's bytes (up to `limit`; beyond that it is too large to keep)."""
+    stream sent, the upstream's bytes (up to `limit`; beyond that it is too large to keep), and
+    the sync points of the tail with the upstream bytes each needed (gzipreplay)."""
 
     def __init__(self, head: bytes, placement: str, raw: list[bytes], size: int, limit: int) -> None:
         self.head = head
@@ -24,6 +25,17 @@ class Recording:
         self.raw: list[bytes] | None = raw if size <= limit else None
         self.size = size
         self.limit = limit
+        self.decided_at = size  # the bytes the scan had when it decided
+        self.marks: list[gzipmemo.Mark] = []
+        self.tail_size = 0
+
+    def mark(self, writer: gzipsplice.GzipWriter) -> None:
+        """The tail so far ends on a byte: a point where a replay may send it up to here."""
+        if self.raw is None or writer.record is None:
+            return
+        self.tail_size = sum(map(len, writer.record))
+        crc, decoded = writer.section
+        self.marks.append(gzipmemo.Mark(self.size, self.tail_size, decoded, crc))
 
     def keep(self, chunk: bytes) -> None:
         if self.raw is None:
@@ -66,16 +78,15 @@ class SplicingTail:
 
     @classmethod
     def remembered(
-        cls, rewrite: gzipmemo.GzipRewrite, snippet: bytes, body: bytes, *, label: object, warn_trailer: bool = True
-    ) -> tuple[SplicingTail, bytes]:
-        """A tail at the reuse point of `rewrite`, for a body that starts with its source, and the
-        bytes that go out before it (the remembered sections around `snippet`)."""
+        cls, rewrite: gzipmemo.GzipRewrite, rendered: gzipmemo.Rendered, body: bytes, *, label: object,
+        warn_trailer: bool = True,
+    ) -> SplicingTail:
+        """A tail at the reuse point of `rewrite`, for a body that starts with its source, after
+        `rendered.start` (the remembered sections around a snippet)."""
         splice = rewrite.splice
         assert splice is not None
-        rendered = gzipmemo.render(rewrite, snippet)
         forwarder = gzipmemo.forwarder(rewrite, rendered, memoryview(body)[splice.rest_at :])
-        tail = cls(label=label, forwarder=forwarder, reused_from=splice.original_size, warn_trailer=warn_trailer)
-        return tail, rendered.start
+        return cls(label=label, forwarder=forwarder, reused_from=splice.original_size, warn_trailer=warn_trailer)
 
     def write(self, decoded: bytes | memoryview) -> bytes:
         """Decoded page bytes after the snippet that the stream holds already."""
@@ -116,19 +127,20 @@ class SplicingTail:
             if inflater.ended:
                 # The member ended first: close ours; padding or further members go on as received.
                 out += [writer.flush(), inflater.after_end]
+                if self._recording is not None and not inflater.after_end:
+                    self._try_remember(self._recording, inflater, writer, whole=True)
                 self.member_ended = True
                 self.close()
             elif end:
                 raise ValueError("truncated gzip data")
             else:
                 out.append(writer.sync())
+                if self._recording is not None:
+                    self._recording.mark(writer)
             return b"".join(out)
         out.append(writer.sync())
         if self._recording is not None:
-            try:
-                self._remember(self._recording, inflater, writer)
-            except Exception as e:  # the memo only saves work: this body goes on all the same
-                logger.warning("%s: rewrite not remembered: %r", self._label, e)
+            self._try_remember(self._recording, inflater, writer, whole=False)
         trailer = gzipsplice.TrailerMaker(
             original_crc=inflater.crc,
             original_size=inflater.decoded,
@@ -142,8 +154,20 @@ class SplicingTail:
         out.append(self._forward(b"", end))
         return b"".join(out)
 
-    def _remember(self, recording: Recording, inflater: gzipblocks.BlockInflater, writer: gzipsplice.GzipWriter) -> None:
-        source_end = inflater.rest_at + (1 if inflater.bit else 0)
+    def _try_remember(
+        self, recording: Recording, inflater: gzipblocks.BlockInflater, writer: gzipsplice.GzipWriter, *, whole: bool
+    ) -> None:
+        try:
+            self._remember(recording, inflater, writer, whole)
+        except Exception as e:  # the memo only saves work: this body goes on all the same
+            logger.warning("%s: rewrite not remembered: %r", self._label, e)
+
+    def _remember(
+        self, recording: Recording, inflater: gzipblocks.BlockInflater, writer: gzipsplice.GzipWriter, whole: bool
+    ) -> None:
+        """The rewrite up to the reuse point, or (`whole`) of a member that ended before it with
+        nothing after it: the body as received, the tail with its final block."""
+        source_end = recording.size if whole else inflater.rest_at + (1 if inflater.bit else 0)
         if self._memo is None or recording.raw is None or writer.record is None or recording.size < source_end:
             return
         raw = b"".join(recording.raw)
@@ -158,7 +182,9 @@ class SplicingTail:
             tail_crc=tail_crc,
             tail_size=tail_size,
             placement=recording.placement,
-            splice=gzipmemo.Splice(inflater.rest_at, inflater.bit, inflater.crc, inflater.decoded),
+            splice=None if whole else gzipmemo.Splice(inflater.rest_at, inflater.bit, inflater.crc, inflater.decoded),
+            decided_at=recording.decided_at,
+            marks=tuple(recording.marks),
         )
         writer.record = None
         self._memo.put(self._memo_key, rewrite)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
 from rumproxy import memo as memos
+from rumproxy.gzipreplay import Replay
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 from rumproxy.splicetail import Recording, SplicingTail
@@ -105,10 +106,7 @@ class InjectingStream:
         # (gzipmemo), and what is kept of this body's to remember it.
         self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
         self._memo_key = memo_key
-        candidate = self._memo.get(memo_key) if self._memo is not None else None
-        # Only a spliced rewrite: a whole-body one is the addon's business.
-        spliced = isinstance(candidate, gzipmemo.GzipRewrite) and candidate.splice is not None
-        self._candidate = candidate if spliced else None
+        self._replay = self._replayed(snippet, label)
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -124,6 +122,20 @@ class InjectingStream:
         self._state = _State.SCANNING
         self.outcome: StreamOutcome | None = None
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
+
+    def _replayed(self, snippet: bytes, label: object) -> Replay | None:
+        """The remembered rewrite of a body with the same start, made by a stream (a whole-body
+        one is the addon's business), to send while this body turns out the same."""
+        candidate = self._memo.get(self._memo_key) if self._memo is not None else None
+        if not isinstance(candidate, gzipmemo.GzipRewrite):
+            return None
+        if candidate.splice is None and candidate.decided_at is None:
+            return None
+        try:
+            return Replay(candidate, snippet)
+        except Exception as e:  # the memo only saves work
+            logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", label or "response", e)
+            return None
 
     @property
     def reused_from(self) -> int | None:
@@ -153,7 +165,7 @@ class InjectingStream:
     def _dispatch(self, chunk: bytes, end: bool) -> bytes | bytearray | Iterator[bytes]:
         state = self._state
         if state is _State.SCANNING:
-            return self._scan(chunk, end) if self._candidate is None else self._match(chunk, end)
+            return self._scan(chunk, end) if self._replay is None else self._match(chunk, end)
         if state is _State.INJECTED:
             return chunk if self._identity else self._reencode(chunk, end)
         if state is _State.ENDED and chunk:
@@ -359,33 +371,32 @@ class InjectingStream:
     # --- a body whose start is that of a remembered rewrite (gzipmemo) ------
 
     def _match(self, chunk: bytes, end: bool) -> bytes:
-        """Hold the body back while it goes on as the one the candidate rewrite was made from."""
-        candidate = self._candidate
-        assert candidate is not None
-        source = candidate.source
-        if chunk:
-            at = self._raw_size
-            self._raw.append(chunk)
-            self._raw_size += len(chunk)
-            if len(chunk) <= len(source) - at:
-                same = source.startswith(chunk, at)
-            else:
-                same = chunk.startswith(memoryview(source)[at:])
-            if not same:
-                return self._mismatch(end)
-        if self._raw_size >= len(source):
-            try:
-                return self._reuse(candidate, end)
-            except Exception as e:  # fail open: nothing went out yet, the body goes the usual way
-                logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", self._label, e)
-                return self._mismatch(end)
-        return self._mismatch(end) if end else b""
+        """While the body goes on as the one the remembered rewrite was made from: send what of
+        the rewrite the bytes so far allow (gzipreplay), and hold them in case it does not."""
+        replay = self._replay
+        assert replay is not None
+        try:
+            same = True
+            if chunk:
+                same = replay.same(chunk, self._raw_size)
+                self._raw.append(chunk)
+                self._raw_size += len(chunk)
+            if same and replay.complete(self._raw_size):
+                return self._reuse(replay, end)
+            if same and not end:
+                return replay.due(self._raw_size)
+        except Exception as e:  # fail open: the body goes on as without the memo
+            logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", self._label, e)
+        return self._mismatch(end)
 
     def _mismatch(self, end: bool) -> bytes:
-        """Not the remembered body after all: the held bytes go the usual way."""
-        self._candidate = None
+        """Not the remembered body after all: the held bytes go the usual way, or on from what of
+        the remembered rewrite went out already."""
+        replay, self._replay = self._replay, None
         if self._memo is not None:
             self._memo.forget(self._memo_key)
+        if replay is not None and replay.sent is not None:
+            return self._resume(replay, end)
         held = b"".join(self._raw)
         self._raw, self._raw_size = [], 0
         out = _joined(self._scan(held, False)) if held else b""
@@ -393,20 +404,48 @@ class InjectingStream:
             out += _joined(self._dispatch(b"", True))
         return out
 
-    def _reuse(self, candidate: gzipmemo.GzipRewrite, end: bool) -> bytes:
+    def _reuse(self, replay: Replay, end: bool) -> bytes:
+        """The body matched all the remembered source: the rest of the rewrite goes out, then the
+        upstream's blocks (a spliced rewrite) or our trailer (a whole one)."""
+        rewrite, rendered = replay.rewrite, replay.rendered
         held = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
-        tail, start = SplicingTail.remembered(
-            candidate, self._snippet, held, label=self._label, warn_trailer=self.warn_trailer
-        )
-        out = start + tail.feed(b"", end)
-        # Nothing above changed the stream: should it fail, _match sends the body the usual way.
-        self._tail, self._candidate = tail, None
-        self._state = _State.INJECTED
+        start = rendered.start[replay.sent_bytes :]
+        if rewrite.splice is not None:
+            tail = SplicingTail.remembered(rewrite, rendered, held, label=self._label, warn_trailer=self.warn_trailer)
+            out = start + tail.feed(b"", end)
+            # Nothing above changed the stream: should it fail, _match goes on without the memo.
+            self._tail = tail
+            self._state = _State.INJECTED
+        else:
+            out = b"".join((start, gzipsplice.gzip_trailer(rendered.crc, rendered.size), held[len(rewrite.source) :]))
+            self._state = _State.RAW  # what follows the member goes on as received, as it did the first time
+        self._replay = None
         self._decoder = codecs.Decoder()  # nothing more to decode: the tail forwards
         self._close_inflater()
         self._release()
-        self._report(StreamOutcome(True, candidate.head_size, candidate.placement, "injected", remembered=True))
+        self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected", remembered=True))
         return out
+
+    def _resume(self, replay: Replay, end: bool) -> bytes:
+        """Part of a remembered rewrite went out and the body turns out different after it: decode
+        the body held from its start and go on compressing where what went out stopped."""
+        rewrite = replay.rewrite
+        held = b"".join(self._raw)
+        self._state = _State.INJECTED
+        self._decoder = codecs.Decoder()
+        self._close_inflater()
+        self._release()
+        self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected"))
+        try:
+            inflater = gzipblocks.BlockInflater()
+            self._tail = SplicingTail(
+                label=self._label, inflater=inflater, writer=replay.writer(),
+                splice_after=rewrite.head_size + gzipsplice.WINDOW, warn_trailer=self.warn_trailer,
+            )
+            inflater.push(held)
+            return self._tail.write(replay.page_after_sent(inflater)) + self._continue(end)
+        except Exception as e:  # what went out ends cleanly (see _abandon)
+            return self._abandon(e, b"")
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients

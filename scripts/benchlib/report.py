@@ -83,7 +83,7 @@ def ratio(value: float | None, base: float | None) -> float | None:
 
 def tables(table: dict[Key, dict[str, Any]], pages: Sequence[str], encodings: Sequence[str], configs: Sequence[str]) -> str:
     out = []
-    width = 17
+    width = max(17, *(len(c) + 2 for c in configs))
     for metric, (title, fmt) in METRICS.items():
         out.append(f"\n{title}")
         header = f"{'page':<5} {'enc':<8}" + "".join(f"{c:>{width}}" for c in configs)

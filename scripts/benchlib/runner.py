@@ -38,12 +38,15 @@ class Config:
     nginx: bool = False
 
 
+HOOKS_ONLY = Path(__file__).with_name("hooks_only.py")
+
 CONFIGS = {
     c.name: c
     for c in (
         Config("pass", addon=False),
         Config("pass-stream", addon=False, args=("--set", f"stream_large_bodies={STREAM_ABOVE // 1024}k")),
-        Config("pass-hooks", addon=False, args=("-s", str(Path(__file__).with_name("hooks_only.py")))),
+        Config("pass-hooks", addon=False, args=("-s", str(HOOKS_ONLY))),
+        Config("pass-hooks-stream", addon=False, args=("-s", str(HOOKS_ONLY), "--set", "hooks_stream=true")),
         Config("never", addon=True, args=("--set", "rum_stream=never")),
         Config("always", addon=True, args=("--set", "rum_stream=always")),
         Config("auto", addon=True),

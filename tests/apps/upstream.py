@@ -11,11 +11,15 @@ GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
                                        applied left to right, as Content-Encoding lists them)
                         ?status=404    ?h=Name: value (repeatable)
                         ?chunked=1     no Content-Length, chunked framing; ?chunksize=N (bytes,
-                                       default 1024) and ?delay=SECONDS between chunks
+                                       default 1024) and ?delay=SECONDS between chunks;
+                                       ?hold=NAME: the first chunk, then nothing until
+                                       POST /__release?name=NAME (an app that flushed its head;
+                                       the next response with the same name waits again)
 GET /echo-headers       {lowercased name: [values…]} of the request as received
 GET /__last-request-headers   [[name, value], …] of the last request (any path, not /__*)
 GET /__last-request     {"method", "path", "query", "headers"} of that request
 GET /__requests         the last 100 such requests; DELETE /__requests forgets them
+POST /__release?name=N  lets a ?hold=N response go on
 GET /api/items          JSON; ?cors=1 adds CORS headers; OPTIONS is always a CORS preflight
 """
 
@@ -26,6 +30,7 @@ import base64
 import codecs
 import collections
 import gzip
+import random
 import threading
 import time
 import zlib
@@ -64,6 +69,18 @@ def _big(size: int = 2 * 1024 * 1024) -> bytes:
     return (head + filler + "</body>\n</html>\n").encode()
 
 
+def _prose(size: int = 100_000) -> bytes:
+    """Seeded varied text: gzip shrinks it ~3x, not ~100x as it does the repeated lines of "big"."""
+    words = "the of and a to in is you that it he was for on are as with his they at be this from".split()
+    rng = random.Random(5)
+    head = BASIC.split("<body>")[0].replace("<title>basic", "<title>prose") + "<body>\n"
+    paragraphs = []
+    while sum(map(len, paragraphs)) < size:
+        count = rng.randrange(20, 80)
+        paragraphs.append(f"<p id=p{len(paragraphs)}>" + " ".join(rng.choices(words, k=count)) + f" {rng.random()}</p>\n")
+    return (head + "".join(paragraphs) + "</body>\n</html>\n").encode()
+
+
 BODIES: dict[str, bytes] = {
     "basic": BASIC.encode(),
     "nohead": b"<!doctype html>\n<html>\n<body>\n<p>No head element.</p>\n</body>\n</html>\n",
@@ -98,6 +115,7 @@ BODIES: dict[str, bytes] = {
         b"<title>metacsp</title>\n</head>\n<body>\n<p>CSP in a meta tag.</p>\n</body>\n</html>\n"
     ),
     "big": _big(),
+    "prose": _prose(),
     "latin1": LATIN1.encode("iso-8859-1"),
     "sjis": SJIS.encode("shift_jis"),
     "utf8bom": codecs.BOM_UTF8 + BASIC.replace("basic", "utf8bom").encode(),
@@ -121,6 +139,8 @@ ENCODERS = {
 app = Flask(__name__)
 _lock = threading.Lock()
 _requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+_holds: dict[str, threading.Event] = {}  # ?hold=NAME responses, set by POST /__release
+HOLD_TIMEOUT = 60.0
 
 
 class RawHeadersRequestHandler(WSGIRequestHandler):
@@ -194,8 +214,24 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 
-def _chunks(body: bytes, size: int, delay: float) -> Iterator[bytes]:
+def _hold(name: str) -> threading.Event:
+    with _lock:
+        return _holds.setdefault(name, threading.Event())
+
+
+@app.post("/__release")
+def release() -> Response:
+    with _lock:  # the next response held under this name waits again
+        hold = _holds.pop(request.args["name"], None)
+    if hold is not None:
+        hold.set()
+    return Response("released\n", content_type="text/plain")
+
+
+def _chunks(body: bytes, size: int, delay: float, hold: threading.Event | None = None) -> Iterator[bytes]:
     for start in range(0, len(body), size):
+        if start and hold is not None and not hold.wait(HOLD_TIMEOUT):
+            return  # nobody released it: end the body short rather than hang the server
         if start and delay:
             time.sleep(delay)
         yield body[start : start + size]
@@ -215,7 +251,8 @@ def page() -> Response:
         body = _encode(body, args["encoding"])
     if args.get("chunked") == "1":
         size = max(1, int(args.get("chunksize", 1024)))
-        response = Response(_chunks(body, size, float(args.get("delay", 0))))
+        hold = _hold(args["hold"]) if "hold" in args else None
+        response = Response(_chunks(body, size, float(args.get("delay", 0)), hold))
     else:
         response = Response(body)
     response.status_code = int(args.get("status", 200))
