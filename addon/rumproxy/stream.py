@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
 from rumproxy import memo as memos
 from rumproxy.gzipreplay import Replay
+from rumproxy.reencodetail import ReencodingTail
 from rumproxy.htmlscan import loads_agent
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 from rumproxy.splicetail import Recording, SplicingTail
@@ -94,11 +95,10 @@ class InjectingStream:
         self._encoding = name
         self._identity = name == "identity"
         self._decoder = codecs.decoder(name)
-        self._encoder: codecs.Encoder | None = None
         # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice). The
         # inflater decodes while scanning and then goes to the tail, which does the rest.
         self._inflater: gzipblocks.BlockInflater | None = None
-        self._tail: SplicingTail | None = None
+        self._tail: SplicingTail | ReencodingTail | None = None  # what goes on after the snippet
         if splice and name == "gzip" and gzipblocks.available():
             decoder = gzipblocks.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
             self._decoder, self._inflater = decoder, decoder.inflater
@@ -176,7 +176,6 @@ class InjectingStream:
         # A finished flow, and this stream with it, may live on in reference cycles until Python's
         # cyclic GC runs, which memory allocated by C codecs does not hasten: brotli's state held
         # ~180 MiB at 8 connections in scripts/bench. Free it as soon as the body has ended.
-        self._encoder = None
         self._decoder = codecs.Decoder()
         self._close_inflater()
         if self._tail is not None:
@@ -255,18 +254,16 @@ class InjectingStream:
                 head = before + writer.feed(pieces[1]) + writer.restart()
                 self._tail = self._new_tail(writer, offset + gzipsplice.WINDOW, before, insertion.placement)
             else:
-                encoder = self._encoder = codecs.encoder(self._encoding)
-                head = b"".join([encoder.feed(pieces[0]), encoder.feed(pieces[1]), encoder.sync()])
+                tail = self._tail = self._reencoding_tail(end)
+                head = b"".join([tail.write(pieces[0]), tail.write(pieces[1]), tail.feed(b"", False)])
             out = self._head_first(head, pieces[2], end)
         else:
             assert self._scanner.facts.csp_meta is not None
-            sink: codecs.Encoder | gzipsplice.GzipWriter
             if self._inflater is not None:
-                sink = gzipsplice.GzipWriter()
-                self._tail = self._new_tail(sink, self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
+                self._tail = self._new_tail(gzipsplice.GzipWriter(), self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
             else:
-                sink = self._encoder = codecs.encoder(self._encoding)
-            out = b"".join([*(sink.feed(p) for p in pieces), self._continue(end)])
+                self._tail = self._reencoding_tail(end)
+            out = b"".join([*(self._tail.write(p) for p in pieces), self._continue(end)])
         self._state = _State.INJECTED
         self._release()
         self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
@@ -297,10 +294,15 @@ class InjectingStream:
             memo=self._memo, memo_key=self._memo_key, warn_trailer=self.warn_trailer,
         )
 
+    def _reencoding_tail(self, end: bool) -> ReencodingTail:
+        # At the end of the body the scan has flushed the decoder already.
+        return ReencodingTail(codecs.Decoder() if end else self._decoder, codecs.encoder(self._encoding))
+
     def _release(self) -> None:
-        if self._state is not _State.INJECTED:
-            self._decoder = codecs.Decoder()  # a brotli window can be megabytes
-            self._close_inflater()
+        # A tail that decodes on has the decoder or the inflater; the stream lets go of them (a
+        # brotli window can be megabytes).
+        self._decoder = codecs.Decoder()
+        self._close_inflater()
         self._raw = []
         self._raw_size = 0
         self._decoded = bytearray()
@@ -326,11 +328,8 @@ class InjectingStream:
         if head:
             yield head
         try:
-            if self._tail is not None:
-                tail = self._tail.write(rest) + self._continue(end)
-            else:
-                assert self._encoder is not None
-                tail = self._encoder.feed(rest) + self._continue(end)
+            assert self._tail is not None
+            tail = self._tail.write(rest) + self._continue(end)
         except Exception as e:
             tail = self._abandon(e, b"")
         if end:
@@ -339,25 +338,13 @@ class InjectingStream:
             yield tail
 
     def _continue(self, end: bool) -> bytes:
-        """After the decoded bytes at hand went into the encoder: what the upstream's chunk still
+        """After the decoded bytes at hand went into the tail: what the upstream's chunk still
         holds (a splicing gzip stream decodes it on demand), then a flush point or the end."""
-        if self._tail is not None:
-            return self._tail_feed(b"", end)
-        assert self._encoder is not None
-        return self._encoder.flush() if end else self._encoder.sync()
+        return self._tail_feed(b"", end)
 
     def _reencode(self, chunk: bytes, end: bool) -> bytes:
         try:
-            if self._tail is not None:
-                return self._tail_feed(chunk, end)
-            assert self._encoder is not None
-            if end:
-                return self._encoder.feed(self._decoder.flush()) + self._encoder.flush()
-            decoded = self._decoder.feed(chunk)
-            if not decoded:
-                return b""
-            # Keep the upstream's flush points so the page renders progressively.
-            return self._encoder.feed(decoded) + self._encoder.sync()
+            return self._tail_feed(chunk, end)
         except Exception as e:
             return self._abandon(e, chunk)
 
@@ -420,9 +407,7 @@ class InjectingStream:
             out = b"".join((start, gzipsplice.gzip_trailer(rendered.crc, rendered.size), held[len(rewrite.source) :]))
             self._state = _State.RAW  # what follows the member goes on as received, as it did the first time
         self._replay = None
-        self._decoder = codecs.Decoder()  # nothing more to decode: the tail forwards
-        self._close_inflater()
-        self._release()
+        self._release()  # nothing more to decode: the tail forwards
         self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected", remembered=True))
         return out
 
@@ -432,8 +417,6 @@ class InjectingStream:
         rewrite = replay.rewrite
         held = b"".join(self._raw)
         self._state = _State.INJECTED
-        self._decoder = codecs.Decoder()
-        self._close_inflater()
         self._release()
         self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected"))
         try:
@@ -453,13 +436,9 @@ class InjectingStream:
         logger.warning("%s: %s after the injection; rest of the body passed through", self._label, error)
         self._state = _State.RAW
         try:
-            if self._tail is not None:
-                tail = self._tail.abandon()
-            else:
-                tail = self._encoder.flush() if self._encoder is not None else b""
+            tail = self._tail.abandon() if self._tail is not None else b""
         except Exception:
             tail = b""
-        self._encoder = None
         self._release()
         return tail + chunk
 
