@@ -1,7 +1,9 @@
 """A long gzip page in a real Chromium behind the reverse proxy: the body whose first deflate blocks
 the proxy re-compressed and whose later ones are the upstream's (gzipsplice), with a trailer of the
 proxy's making, decodes in the browser to the page as served, and the injected agent reports its
-page load. Whole (Content-Length, rewritten in the response hook) and chunked (streamed)."""
+page load. Whole (Content-Length, rewritten in the response hook) and chunked (streamed). The
+browser's load is the second request for the page, so it gets the rewrite the proxy remembered
+from the first (rum_memo; streamed: sent while the body arrives, gzipreplay) around its own snippet."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def test_a_spliced_gzip_page_renders_whole_in_chromium(browser_page: BrowserPage
     assert ("content-length" in raw.headers) is (length == "yes")
     assert upstream_gzip[:-8].endswith(wire[-4096:-8]) and wire[-8:] != upstream_gzip[-8:]
 
-    response = browser_page.goto(url)
+    response = browser_page.goto(url)  # the same upstream bytes again: the remembered rewrite
     assert response.headers.get("content-encoding") == "gzip"
     assert browser_page.injected()
     body = browser_page.page.locator("body")
