@@ -26,8 +26,8 @@ class Replay:
         self.rendered = gzipmemo.render(rewrite, snippet)
         self._snippet = snippet
         source_size = len(rewrite.source)
-        # A rewrite made from a body that came in one piece decided only at its end: nothing goes
-        # out before the whole source has matched, as before there were marks.
+        # A rewrite made from a body that came in one piece (or by the whole-body path) decided
+        # only with all of it: nothing goes out before the whole source has matched.
         self._decided_at = min(rewrite.decided_at if rewrite.decided_at is not None else source_size, source_size)
         self._next_mark = 0
         self.sent: gzipmemo.Mark | None = None  # None: nothing went out yet
