@@ -15,6 +15,8 @@ GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
                                        ?hold=NAME: the first chunk, then nothing until
                                        POST /__release?name=NAME (an app that flushed its head;
                                        the next response with the same name waits again)
+                        ?tick=NAME     a paragraph at 3/5 of the body counts the requests made
+                                       with NAME: the page changes on every request, after its head
 GET /echo-headers       {lowercased name: [values…]} of the request as received
 GET /__last-request-headers   [[name, value], …] of the last request (any path, not /__*)
 GET /__last-request     {"method", "path", "query", "headers"} of that request
@@ -140,6 +142,7 @@ app = Flask(__name__)
 _lock = threading.Lock()
 _requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
 _holds: dict[str, threading.Event] = {}  # ?hold=NAME responses, set by POST /__release
+_ticks: collections.Counter[str] = collections.Counter()  # ?tick=NAME requests so far
 HOLD_TIMEOUT = 60.0
 
 
@@ -237,6 +240,15 @@ def _chunks(body: bytes, size: int, delay: float, hold: threading.Event | None =
         yield body[start : start + size]
 
 
+def _ticked(body: bytes, name: str) -> bytes:
+    """`body` with a paragraph at three fifths of it that counts the requests made with `name`."""
+    with _lock:
+        _ticks[name] += 1
+        count = _ticks[name]
+    at = body.index(b"</p>\n", len(body) * 3 // 5) + len(b"</p>\n")
+    return body[:at] + b"<p class=tick>request %d</p>\n" % count + body[at:]
+
+
 @app.route("/page", methods=["GET", "POST"])
 def page() -> Response:
     args = request.args
@@ -247,6 +259,8 @@ def page() -> Response:
         body = BODIES[name]
     else:
         abort(400, f"unknown body {name!r}; known: {', '.join(BODIES)}")
+    if "tick" in args:
+        body = _ticked(body, args["tick"])
     if "encoding" in args:
         body = _encode(body, args["encoding"])
     if args.get("chunked") == "1":

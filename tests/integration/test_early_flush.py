@@ -1,7 +1,9 @@
 """An app that flushes its head before the rest of the page is ready (a slow query after it) gets
 the head, with the snippet, to the browser before the rest exists, through the real mitmdump in
 its shipped mode: the first time, when the stream scans the page, and the times after, when it
-sends the remembered rewrite of the same bytes (rum_memo) while checking them as they come."""
+sends the remembered rewrite of the same bytes (rum_memo) while checking them as they come. And
+when the page turns out to differ from the remembered one after its head, the client still gets
+exactly this page with its snippet (the proxy goes on from what went out)."""
 
 from __future__ import annotations
 
@@ -39,12 +41,24 @@ class Decoder:
         self.text += self._inflate.decompress(chunk) if self._inflate is not None else chunk
 
 
-@pytest.mark.parametrize("encoding", ["identity", "gzip"])
-def test_the_head_goes_out_before_the_app_sends_the_rest(http: requests.Session, upstream: Upstream, auto_proxy, encoding):
-    page = BODIES["prose"]
+def ticked(page: bytes, count: int) -> bytes:
+    """The page as the upstream's ?tick= makes it for its `count`th request (tests.apps.upstream)."""
+    at = page.index(b"</p>\n", len(page) * 3 // 5) + len(b"</p>\n")
+    return page[:at] + b"<p class=tick>request %d</p>\n" % count + page[at:]
+
+
+@pytest.mark.parametrize("encoding, changing", [("identity", False), ("gzip", False), ("gzip", True)],
+                         ids=["identity", "gzip", "gzip-changing"])
+def test_the_head_goes_out_before_the_app_sends_the_rest(http: requests.Session, upstream: Upstream, auto_proxy,
+                                                         encoding: str, changing: bool):
+    """gzip-changing: the page differs from the remembered one after its head on every request,
+    so the remembered head goes out early and the proxy goes on from there with this page's bytes."""
     hold = f"{encoding}-{uuid.uuid4().hex}"
     query = f"body=prose&encoding={encoding}&chunked=1&chunksize=4000&hold={hold}"
-    for _ in range(3):  # the same URL: scanned the first time, then the remembered rewrite (gzip)
+    if changing:
+        query += f"&tick={hold}"
+    for count in range(1, 4):  # the same URL: scanned the first time, then the remembered rewrite (gzip)
+        page = ticked(BODIES["prose"], count) if changing else BODIES["prose"]
         try:
             response = http.get(f"{auto_proxy.url}/page?{query}", stream=True, timeout=(10, HEAD_TIMEOUT),
                                 headers={**NAVIGATION, "Accept-Encoding": encoding})
