@@ -225,7 +225,9 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        stream = self._stream(flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome))
+        stream = self._stream(
+            flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome)
+        )
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
         framing: dict[bytes, Edit] = {b"content-length": None}
