@@ -63,8 +63,8 @@ def test_the_same_body_again_reuses_the_rewrite_whatever_the_chunking(seed, leve
 
 def test_without_a_memo_the_bytes_are_the_same(monkeypatch):
     # ISA-L does not promise the same bytes for the same input from one compressor to the next
-    # (once in CI the two runs' tails differed in their first block, both decoding right); zlib's
-    # output depends on its input alone, so what this compares is the memo's doing.
+    # (once in CI the two runs differed early in the tail, not reproduced since); zlib's output
+    # depends on its input alone, so what this compares is the memo's doing.
     monkeypatch.setattr(codecs, "deflate_lib", zlib)
     document = page(300_000, 1)
     raw = gzip_stream(document, 6, None)
