@@ -72,17 +72,25 @@ class GzipRewrite:
 class Rendered:
     start: bytes  # the body up to where the upstream's blocks go on, or to the trailer
     opening: int  # bytes of `start` before the tail: the gzip header, the head and the snippet
-    crc: int  # CRC-32 and length of the page it holds
+    opening_crc: int  # CRC-32 and length of the page those hold
+    opening_size: int
+    crc: int  # CRC-32 and length of the page `start` holds
     size: int
 
 
 def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
     deflate = codecs.deflater(-15)
     section = deflate.compress(snippet) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(snippet), len(snippet))
-    crc = crc32_combine(crc, rewrite.tail_crc, rewrite.tail_size)
-    size = rewrite.head_size + len(snippet) + rewrite.tail_size
-    return Rendered(b"".join((rewrite.head, section, rewrite.tail)), len(rewrite.head) + len(section), crc, size)
+    opening_crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(snippet), len(snippet))
+    opening_size = rewrite.head_size + len(snippet)
+    return Rendered(
+        start=b"".join((rewrite.head, section, rewrite.tail)),
+        opening=len(rewrite.head) + len(section),
+        opening_crc=opening_crc,
+        opening_size=opening_size,
+        crc=crc32_combine(opening_crc, rewrite.tail_crc, rewrite.tail_size),
+        size=opening_size + rewrite.tail_size,
+    )
 
 
 def whole_body(rewrite: GzipRewrite, snippet: bytes) -> bytes:

@@ -10,7 +10,9 @@ that turns out to differ goes on from what went out: `writer()` continues our de
 
 from __future__ import annotations
 
-from rumproxy import codecs, gzipblocks, gzipmemo
+import functools
+
+from rumproxy import gzipblocks, gzipmemo
 from rumproxy.gzipsplice import GzipWriter, crc32_combine
 
 _NOTHING_AFTER_SNIPPET = gzipmemo.Mark(source_end=0, tail_end=0, decoded=0, crc=0)
@@ -20,10 +22,7 @@ class Replay:
     """A remembered stream rewrite sent around `snippet`, as far as the matched bytes allow."""
 
     def __init__(self, rewrite: gzipmemo.GzipRewrite, snippet: bytes) -> None:
-        if rewrite.decided_at is None and rewrite.splice is None:
-            raise ValueError("a rewrite of a whole body is sent whole, not replayed")
         self.rewrite = rewrite
-        self.rendered = gzipmemo.render(rewrite, snippet)
         self._snippet = snippet
         source_size = len(rewrite.source)
         # A rewrite made from a body that came in one piece (or by the whole-body path) decided
@@ -31,6 +30,11 @@ class Replay:
         self._decided_at = min(rewrite.decided_at if rewrite.decided_at is not None else source_size, source_size)
         self._next_mark = 0
         self.sent: gzipmemo.Mark | None = None  # None: nothing went out yet
+
+    @functools.cached_property
+    def rendered(self) -> gzipmemo.Rendered:
+        # Only once something goes out: a body that differs from the start never needs it.
+        return gzipmemo.render(self.rewrite, self._snippet)
 
     @property
     def sent_bytes(self) -> int:
@@ -63,11 +67,10 @@ class Replay:
 
     def writer(self) -> GzipWriter:
         """The writer that goes on after what went out (which ends on a byte: a sync point)."""
-        assert self.sent is not None
-        rewrite = self.rewrite
-        crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(self._snippet), len(self._snippet))
-        crc = crc32_combine(crc, self.sent.crc, self.sent.decoded)
-        return GzipWriter.after(crc, rewrite.head_size + len(self._snippet) + self.sent.decoded)
+        sent, rendered = self.sent, self.rendered
+        assert sent is not None
+        crc = crc32_combine(rendered.opening_crc, sent.crc, sent.decoded)
+        return GzipWriter.after(crc, rendered.opening_size + sent.decoded)
 
     def page_after_sent(self, inflater: gzipblocks.BlockInflater) -> bytes:
         """The page bytes `inflater` holds (pushed the body from its start) after the ones that

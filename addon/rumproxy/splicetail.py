@@ -27,15 +27,13 @@ class Recording:
         self.limit = limit
         self.decided_at = size  # the bytes the scan had when it decided
         self.marks: list[gzipmemo.Mark] = []
-        self.tail_size = 0
 
     def mark(self, writer: gzipsplice.GzipWriter) -> None:
         """The tail so far ends on a byte: a point where a replay may send it up to here."""
         if self.raw is None or writer.record is None:
             return
-        self.tail_size = sum(map(len, writer.record))
         crc, decoded = writer.section
-        self.marks.append(gzipmemo.Mark(self.size, self.tail_size, decoded, crc))
+        self.marks.append(gzipmemo.Mark(self.size, sum(map(len, writer.record)), decoded, crc))
 
     def keep(self, chunk: bytes) -> None:
         if self.raw is None:

@@ -106,7 +106,7 @@ class InjectingStream:
         # (gzipmemo), and what is kept of this body's to remember it.
         self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
         self._memo_key = memo_key
-        self._replay = self._replayed(snippet, label)
+        self._replay = self._replayed(snippet)
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -123,19 +123,15 @@ class InjectingStream:
         self.outcome: StreamOutcome | None = None
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
 
-    def _replayed(self, snippet: bytes, label: object) -> Replay | None:
+    def _replayed(self, snippet: bytes) -> Replay | None:
         """The remembered rewrite of a body with the same start, made by a stream (a whole-body
         one is the addon's business), to send while this body turns out the same."""
         candidate = self._memo.get(self._memo_key) if self._memo is not None else None
         if not isinstance(candidate, gzipmemo.GzipRewrite):
             return None
         if candidate.splice is None and candidate.decided_at is None:
-            return None
-        try:
-            return Replay(candidate, snippet)
-        except Exception as e:  # the memo only saves work
-            logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", label or "response", e)
-            return None
+            return None  # would hold the whole body back: one rewritten whole is sent whole
+        return Replay(candidate, snippet)
 
     @property
     def reused_from(self) -> int | None:
@@ -176,15 +172,9 @@ class InjectingStream:
         # A finished flow, and this stream with it, may live on in reference cycles until Python's
         # cyclic GC runs, which memory allocated by C codecs does not hasten: brotli's state held
         # ~180 MiB at 8 connections in scripts/bench. Free it as soon as the body has ended.
-        self._decoder = codecs.Decoder()
-        self._close_inflater()
+        self._release()
         if self._tail is not None:
             self._tail.close()
-
-    def _close_inflater(self) -> None:
-        if self._inflater is not None:
-            self._inflater.close()
-            self._inflater = None
 
     # --- before the decision -------------------------------------------------
 
@@ -302,7 +292,9 @@ class InjectingStream:
         # A tail that decodes on has the decoder or the inflater; the stream lets go of them (a
         # brotli window can be megabytes).
         self._decoder = codecs.Decoder()
-        self._close_inflater()
+        if self._inflater is not None:
+            self._inflater.close()
+            self._inflater = None
         self._raw = []
         self._raw_size = 0
         self._decoded = bytearray()

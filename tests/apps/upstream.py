@@ -240,13 +240,17 @@ def _chunks(body: bytes, size: int, delay: float, hold: threading.Event | None =
         yield body[start : start + size]
 
 
+def ticked(body: bytes, count: int) -> bytes:
+    """`body` as ?tick= sends it the `count`th time: with a paragraph at three fifths of it."""
+    at = body.index(b"</p>\n", len(body) * 3 // 5) + len(b"</p>\n")
+    return body[:at] + b"<p class=tick>request %d</p>\n" % count + body[at:]
+
+
 def _ticked(body: bytes, name: str) -> bytes:
-    """`body` with a paragraph at three fifths of it that counts the requests made with `name`."""
     with _lock:
         _ticks[name] += 1
         count = _ticks[name]
-    at = body.index(b"</p>\n", len(body) * 3 // 5) + len(b"</p>\n")
-    return body[:at] + b"<p class=tick>request %d</p>\n" % count + body[at:]
+    return ticked(body, count)
 
 
 @app.route("/page", methods=["GET", "POST"])

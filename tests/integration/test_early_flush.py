@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.apps.upstream import BODIES
+from tests.apps.upstream import BODIES, ticked
 from tests.harness import Mitmdump, Upstream
 from tests.insertion import split_insertion
 
@@ -39,12 +39,6 @@ class Decoder:
 
     def feed(self, chunk: bytes) -> None:
         self.text += self._inflate.decompress(chunk) if self._inflate is not None else chunk
-
-
-def ticked(page: bytes, count: int) -> bytes:
-    """The page as the upstream's ?tick= makes it for its `count`th request (tests.apps.upstream)."""
-    at = page.index(b"</p>\n", len(page) * 3 // 5) + len(b"</p>\n")
-    return page[:at] + b"<p class=tick>request %d</p>\n" % count + page[at:]
 
 
 @pytest.mark.parametrize("encoding, changing", [("identity", False), ("gzip", False), ("gzip", True)],
