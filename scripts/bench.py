@@ -1,11 +1,12 @@
 """What the RUM addon costs on top of plain mitmdump, measured in one run (issue 5).
 
-    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~16 min
+    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~40 min
     scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
     scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them
 
-nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br). In
+nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br; the
+br column's client is a browser, accepting gzip, deflate, br and zstd). In
 every round, for every page and encoding, each configuration gets a fresh proxy and the
 measurements alternate between them (A B C D A B C D …): throughput with wrk, the proxy's CPU time
 per request, time to first body byte and total time of single requests, and the proxy's peak RSS.
@@ -26,6 +27,8 @@ Configurations:
   auto         the addon as shipped (rum_stream=auto)
   auto-nomemo  auto without remembered rewrites (rum_memo=0): what a page that changes on every
                request costs (the bench serves the same bytes every time)
+  auto-br      auto that passes the browser's Accept-Encoding on (rum_prefer_gzip=false): br
+               pages are decoded and compressed again, where auto asks the origin for gzip
   nginx-sub    nginx sub_filter '</head>' proxying to the same origin (the reference)
 """
 

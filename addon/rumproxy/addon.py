@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, hosting, htmlscan, memo, snippet, tracing, wholebody
+from rumproxy import acceptencoding, codecs, csp, decision, hosting, htmlscan, memo, snippet, tracing, wholebody
 from rumproxy.headerview import Edit, HeaderView, edited
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
@@ -93,6 +93,15 @@ class RumInject:
             "is not scanned, decoded or (gzip) compressed again; only its snippet is new. A streamed gzip "
             "page gets the remembered rewrite while its bytes arrive, no later than without it. 0 turns it off.",
         )
+        loader.add_option(
+            "rum_prefer_gzip",
+            bool,
+            True,
+            "Ask the upstream for a page without br or zstd when the client accepts gzip (page navigations "
+            "that a rule instruments). br and zstd pages are decoded and compressed again for every "
+            "response, at ten times the CPU of a gzip page, and come out larger than the upstream's gzip "
+            "at the fastest levels the proxy must use. Off: the upstream gets the client's Accept-Encoding.",
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
@@ -166,11 +175,18 @@ class RumInject:
         if rule is None:
             return
         state = FlowState(rule=rule, request_headers=headers)
-        if rule.trace.propagate and decision.is_navigation(request.method, headers):
-            begun = tracing.begin(headers, rule.trace)
-            if begun.upstream_edits:
-                request.headers.fields = edited(request.headers.fields, begun.upstream_edits)
-            state.trace, state.tracestate = begun.trace, begun.tracestate
+        if decision.is_navigation(request.method, headers):
+            upstream_edits: dict[bytes, Edit] = {}
+            if rule.inject and ctx.options.rum_prefer_gzip and b"accept-encoding" in headers:
+                accept_encoding = acceptencoding.preferring_gzip(headers.text(b"accept-encoding"))
+                if accept_encoding is not None:
+                    upstream_edits[b"accept-encoding"] = accept_encoding
+            if rule.trace.propagate:
+                begun = tracing.begin(headers, rule.trace)
+                upstream_edits.update(begun.upstream_edits)
+                state.trace, state.tracestate = begun.trace, begun.tracestate
+            if upstream_edits:
+                request.headers.fields = edited(request.headers.fields, upstream_edits)
         self.flows[flow] = state
 
     def _serve(self, flow: http.HTTPFlow, entry: hosting.HostedFile) -> None:
@@ -266,8 +282,11 @@ class RumInject:
         encoding: str,
         headers: HeaderView,
         on_done: Callable[[StreamOutcome], None] | None = None,
+        key: MemoKey | None = None,
     ) -> InjectingStream:
         remembers = encoding == "gzip" and self.memo.budget > 0
+        if remembers and key is None:
+            key = memo_key(flow, headers)
         return InjectingStream(
             encoding=encoding,
             snippet=plan.markup.encode("ascii"),
@@ -277,7 +296,7 @@ class RumInject:
             edit_policy=plan.edit_policy,
             splice=ctx.options.rum_gzip_splice,
             memo=self.memo if remembers else None,
-            memo_key=memo_key(flow, headers) if remembers else None,
+            memo_key=key if remembers else None,
         )
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
@@ -308,6 +327,7 @@ class RumInject:
         # Read again rather than kept from responseheaders: other addons may edit headers in between.
         headers = HeaderView(response.headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
+        key = memo_key(flow, headers) if self.memo.budget else None
         job = wholebody.Job(
             encoding=encoding,
             content_type=headers.get(b"content-type"),
@@ -315,10 +335,10 @@ class RumInject:
             edit_policy=plan.edit_policy,
             scan_limit=ctx.options.rum_scan_limit,
             memo=self.memo,
-            memo_key=memo_key(flow, headers),
+            memo_key=key,
             label=UrlLabel(flow.request),
             splicing_stream=(
-                functools.partial(self._stream, flow, plan, "gzip", headers)
+                functools.partial(self._stream, flow, plan, "gzip", headers, key=key)
                 if encoding == "gzip" and ctx.options.rum_gzip_splice and streamable(plan, headers)
                 else None
             ),
@@ -379,7 +399,10 @@ class UrlLabel:
         return self._request.pretty_url
 
 
-def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> tuple[str, str | None, str | None, int]:
+MemoKey = tuple[str, str | None, str | None, int]
+
+
+def memo_key(flow: http.HTTPFlow, headers: HeaderView) -> MemoKey:
     """What decides a page's rewrite besides its bytes: which page it is, the charset its
     Content-Type names, its encoding, how far the scan goes."""
     return flow.request.url, headers.get(b"content-type"), headers.get(b"content-encoding"), ctx.options.rum_scan_limit

@@ -8,7 +8,9 @@ GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
                         ?ctype=…       Content-Type; default text/html; charset=utf-8, except
                                        the non-UTF-8 bodies (BODY_CONTENT_TYPES); empty: none
                         ?encoding=…    gzip | deflate | br | zstd | identity | "gzip, br" (stacked,
-                                       applied left to right, as Content-Encoding lists them)
+                                       applied left to right, as Content-Encoding lists them);
+                                       negotiate: br, zstd or gzip, the first the request's
+                                       Accept-Encoding accepts, else identity (Vary: Accept-Encoding)
                         ?status=404    ?h=Name: value (repeatable)
                         ?chunked=1     no Content-Length, chunked framing; ?chunksize=N (bytes,
                                        default 1024) and ?delay=SECONDS between chunks;
@@ -210,6 +212,16 @@ def _encode(body: bytes, encoding: str) -> bytes:
     return body
 
 
+def _negotiated(accept_encoding: str) -> str:
+    """What a server preferring br, then zstd, then gzip sends for this Accept-Encoding."""
+    accepted = set()
+    for item in accept_encoding.lower().split(","):
+        coding, _, parameters = item.partition(";")
+        if parameters.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            accepted.add(coding.strip())
+    return next((coding for coding in ("br", "zstd", "gzip") if coding in accepted), "identity")
+
+
 def _b64decode(text: str) -> bytes:
     # Accept standard and URL-safe alphabets, missing padding, and a "+" that an
     # unencoded query string turned into a space.
@@ -265,8 +277,11 @@ def page() -> Response:
         abort(400, f"unknown body {name!r}; known: {', '.join(BODIES)}")
     if "tick" in args:
         body = _ticked(body, args["tick"])
-    if "encoding" in args:
-        body = _encode(body, args["encoding"])
+    encoding = args.get("encoding")
+    if encoding == "negotiate":
+        encoding = _negotiated(request.headers.get("Accept-Encoding", ""))
+    if encoding is not None:
+        body = _encode(body, encoding)
     if args.get("chunked") == "1":
         size = max(1, int(args.get("chunksize", 1024)))
         hold = _hold(args["hold"]) if "hold" in args else None
@@ -279,8 +294,12 @@ def page() -> Response:
         response.headers["Content-Type"] = ctype
     else:
         del response.headers["Content-Type"]
-    if "encoding" in args:
-        response.headers["Content-Encoding"] = args["encoding"]
+    if args.get("encoding") == "negotiate":
+        response.headers["Vary"] = "Accept-Encoding"
+        if encoding != "identity":
+            response.headers["Content-Encoding"] = encoding
+    elif encoding is not None:
+        response.headers["Content-Encoding"] = encoding
     for header in args.getlist("h"):
         key, sep, value = header.partition(":")
         if not sep or not key.strip():

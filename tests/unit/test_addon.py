@@ -87,6 +87,42 @@ def test_unmatched_host_is_not_touched_at_all(rules):
         assert "rumproxy" not in flow.metadata and not flow.comment
 
 
+CHROMIUM_ACCEPT_ENCODING = "gzip, deflate, br, zstd"
+
+
+def asked_upstream(rum: RumInject, host: str = "shop.test", destination: str = "document") -> str:
+    flow = page_flow(host=host)
+    flow.request.headers["sec-fetch-dest"] = destination
+    flow.request.headers["accept-encoding"] = CHROMIUM_ACCEPT_ENCODING
+    flow.response = None
+    rum.request(flow)
+    return flow.request.headers["accept-encoding"]
+
+
+def test_a_page_request_asks_the_upstream_for_gzip_rather_than_br_or_zstd(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        assert asked_upstream(rum) == "gzip, deflate"
+        assert asked_upstream(rum, destination="iframe") == "gzip, deflate"
+        # Not rewritten, so not asked for anything else: subresources, other hosts.
+        assert asked_upstream(rum, destination="script") == CHROMIUM_ACCEPT_ENCODING
+        assert asked_upstream(rum, host="other.test") == CHROMIUM_ACCEPT_ENCODING
+        tctx.configure(rum, rum_prefer_gzip=False)
+        assert asked_upstream(rum) == CHROMIUM_ACCEPT_ENCODING
+
+
+def test_a_trace_only_rule_leaves_accept_encoding_alone(rules):
+    rules.write_text(rules.read_text().replace("  - name: shop\n", "  - name: shop\n    inject: false\n"))
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        assert asked_upstream(rum) == CHROMIUM_ACCEPT_ENCODING
+        flow = page_flow()
+        run(rum, flow)
+        assert flow.request.headers["traceparent"].startswith("00-")
+
+
 @pytest.mark.parametrize("where", ["inject_buffered", "send_whole", "tracing.expose"])
 def test_an_exception_leaves_the_response_as_received_and_logs_one_line(rules, monkeypatch, caplog, where):
     def explode(*args, **kwargs):
