@@ -13,6 +13,10 @@ import mimetypes
 from collections.abc import Iterable
 from pathlib import Path
 
+from mitmproxy import http
+
+from rumproxy import acceptencoding
+
 PREFIX = "/__rum/"
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 
@@ -68,27 +72,24 @@ def respond(entry: HostedFile, method: str, if_none_match: str | None, accept_en
     if if_none_match and _etag_matches(if_none_match, entry.etag):
         return HostedResponse(304, tuple(headers), b"")
     body = entry.content
-    if accept_encoding and _accepts_gzip(accept_encoding):
+    if accept_encoding and acceptencoding.accepts_gzip(accept_encoding):
         body = entry.gzipped
         headers.append(("content-encoding", "gzip"))
     headers += [("content-type", entry.content_type), ("content-length", str(len(body)))]
     return HostedResponse(200, tuple(headers), b"" if method == "HEAD" else body)
 
 
+def as_response(answer: HostedResponse) -> http.Response:
+    response = http.Response.make(answer.status)
+    # The body is already gzip-encoded when the headers say so: .content would encode it again,
+    # and a HEAD answer keeps the Content-Length of the GET.
+    response.raw_content = answer.body
+    response.headers.clear()
+    for name, value in answer.headers:
+        response.headers.add(name, value)
+    return response
+
+
 def _etag_matches(if_none_match: str, etag: str) -> bool:
     candidates = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
     return "*" in candidates or etag in candidates
-
-
-def _accepts_gzip(accept_encoding: str) -> bool:
-    for part in accept_encoding.lower().split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip() in ("gzip", "*"):
-            q = params.strip()
-            if not q.startswith("q="):
-                return True
-            try:
-                return float(q[2:]) > 0
-            except ValueError:
-                return False
-    return False

@@ -27,8 +27,9 @@ METRICS = {
     "ttfb_ms": ("Time to first body byte, single request: ms (ratio to pass)", "{:.1f}"),
     "total_ms": ("Total time, single request: ms (ratio to pass)", "{:.1f}"),
     "peak_rss_mib": ("Proxy peak RSS (VmHWM) over the cell: MiB (difference to pass-stream)", "{:.0f}"),
+    "wire_bytes": ("Body bytes to the client, as sent (ratio to pass)", "{:.0f}"),
 }
-RATIO_METRICS = ("rps", "cpu_ms", "ttfb_ms", "total_ms")
+RATIO_METRICS = ("rps", "cpu_ms", "ttfb_ms", "total_ms", "wire_bytes")
 
 Key = tuple[str, str, str]  # page, encoding, config
 

@@ -18,8 +18,9 @@ GET /spa                   #route-a / #route-b: history.pushState + fetch /api/i
 GET /own-agent             loads /static/elastic-apm-rum.umd.min.js and calls init itself
 GET /static/own-script.js  what the pages whose policy forbids inline script run instead
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
-                           for clients that accept it, ?length=no chunked; its script counts the
-                           paragraphs and hashes their text into the body's dataset
+                           for clients that accept it (?br=1: br, quality 5, for clients that
+                           accept br), ?length=no chunked; its script counts the paragraphs and
+                           hashes their text into the body's dataset
 
 Every page's own script marks `document.body.dataset.ownScript = "ran"`, so a test can tell a
 policy adjusted for the agent from one that broke the page. --rum-server-url (default: the
@@ -38,6 +39,7 @@ import json
 import random
 import secrets
 
+import brotli
 from flask import Flask, Response, request
 
 from demo.serving import serve, trace_with_elastic_apm
@@ -232,15 +234,24 @@ def large_page(count: int) -> tuple[bytes, bytes]:
     return text, gzip.compress(text, 6, mtime=0)
 
 
+@functools.lru_cache(maxsize=4)
+def large_page_br(count: int) -> bytes:
+    return brotli.compress(large_page(count)[0], quality=5)
+
+
 @app.get("/large")
 def large() -> Response:
-    text, compressed = large_page(int(request.args.get("paragraphs", "4000")))
-    accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    body = compressed if accepts_gzip else text
+    """?paragraphs=N, ?length=no (chunked), ?br=1: br for a client that accepts it, as servers
+    that prefer br send."""
+    count = int(request.args.get("paragraphs", "4000"))
+    text, compressed = large_page(count)
+    accepted = request.headers.get("Accept-Encoding", "")
+    encoding = "br" if request.args.get("br") == "1" and "br" in accepted else "gzip" if "gzip" in accepted else None
+    body = {"br": large_page_br(count), "gzip": compressed}[encoding] if encoding else text
     pieces = (body[start : start + 16384] for start in range(0, len(body), 16384))
     response = Response(pieces if request.args.get("length") == "no" else body, content_type="text/html; charset=utf-8")
-    if accepts_gzip:
-        response.headers["Content-Encoding"] = "gzip"
+    if encoding:
+        response.headers["Content-Encoding"] = encoding
     response.headers["Vary"] = "Accept-Encoding"
     return response
 

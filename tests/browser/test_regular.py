@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.apps.browserapp import large_paragraphs
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,
@@ -25,6 +26,7 @@ from tests.browser.support import (
     browser_suite,
     linked_backend,
     rule,
+    wait_for_page_load,
     write_rules,
 )
 from tests.harness import Intake, Mitmdump
@@ -145,4 +147,25 @@ def test_https_site_through_the_proxy(browser_page: BrowserPage, tls_app: Browse
         intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
     )
     assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
+def test_an_https_page_the_site_sends_as_br_comes_as_gzip(browser_page: BrowserPage, tls_app: BrowserApp,
+                                                          intake: Intake) -> None:
+    """Over HTTPS Chromium accepts br and zstd as well as gzip, and this page is br when br is
+    accepted: the proxy asks the site for gzip instead (rum_prefer_gzip), splices into it, and the
+    page renders whole with the agent reporting its load."""
+    paragraphs = 4000
+    url = f"{tls_app.url}/large?paragraphs={paragraphs}&br=1"
+    response = browser_page.goto(url)
+    sent = response.request.all_headers()
+    assert "br" in sent["accept-encoding"] and "gzip" in sent["accept-encoding"]
+    assert response.headers.get("content-encoding") == "gzip"
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    browser_page.page.wait_for_function("document.body.dataset.sha256 !== undefined")
+    body = browser_page.page.locator("body")
+    texts = large_paragraphs(paragraphs)
+    assert body.get_attribute("data-paragraphs") == str(len(texts))
+    assert body.get_attribute("data-sha256") == hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    wait_for_page_load(intake, browser_page, url)
     browser_page.assert_clean()

@@ -1,10 +1,11 @@
-"""What a page request asks the upstream for when the client accepts gzip (rum_prefer_gzip)."""
+"""Whether a client takes gzip (the hosted agent bundle), and what a page request asks the upstream
+for when it does (rum_prefer_gzip)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rumproxy.acceptencoding import preferring_gzip
+from rumproxy.acceptencoding import accepts_gzip, preferring_gzip
 
 
 @pytest.mark.parametrize(
@@ -43,3 +44,25 @@ def test_br_and_zstd_are_dropped_when_gzip_is_accepted(client, upstream):
 )
 def test_otherwise_the_client_header_goes_upstream_as_it_is(client):
     assert preferring_gzip(client) is None
+
+
+@pytest.mark.parametrize(
+    ("client", "accepted"),
+    [
+        ("gzip", True),
+        ("GZip;Q=0.1", True),
+        ("x-gzip", True),
+        ("br, *", True),
+        ("*;q=0.5", True),
+        ("", False),
+        ("br, zstd", False),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("*, gzip;q=0", False),  # named beats "*", wherever it stands
+        ("gzip;q=0, *", False),
+        ("*;q=0", False),
+        ("gzip;q=high", False),
+    ],
+)
+def test_accepts_gzip(client, accepted):
+    assert accepts_gzip(client) is accepted

@@ -1,0 +1,36 @@
+"""What the proxy changes in a page request a rule matched before it goes upstream: the trace it
+starts or continues (tracing) and the compressions it asks for (acceptencoding)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rumproxy import acceptencoding, decision, tracing
+from rumproxy.headerview import Edit, HeaderView
+from rumproxy.rules import Rule
+from rumproxy.snippet import PageTrace
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    edits: dict[bytes, Edit]  # for the request's headers
+    trace: PageTrace | None = None
+    tracestate: str | None = None  # as the request goes upstream
+
+
+UNCHANGED = Upstream({})
+
+
+def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) -> Upstream:
+    """Only page navigations change: other requests neither start a trace nor get rewritten."""
+    if not decision.is_navigation(method, headers):
+        return UNCHANGED
+    edits: dict[bytes, Edit] = {}
+    if rule.inject and prefer_gzip and b"accept-encoding" in headers:
+        accept_encoding = acceptencoding.preferring_gzip(headers.text(b"accept-encoding"))
+        if accept_encoding is not None:
+            edits[b"accept-encoding"] = accept_encoding
+    if not rule.trace.propagate:
+        return Upstream(edits)
+    begun = tracing.begin(headers, rule.trace)
+    return Upstream({**edits, **begun.upstream_edits}, begun.trace, begun.tracestate)
