@@ -2,8 +2,8 @@
 upstream for.
 
 A br or zstd page is decoded and compressed again at the fastest level whenever the proxy inserts
-into it (neither format has blocks that could be reused as they are), which costs about five times
-the CPU of a gzip page of 2.5 MB, keeps the upstream's window (4 MiB for br) per stream, and at
+into it (neither format has blocks that could be reused as they are), which costs 5 to 13 times
+the CPU of a gzip page of 2.5 to 20 MB, keeps the upstream's window (4 MiB for br) per stream, and at
 those levels gives more bytes than the upstream's own gzip of the same page (README, Performance).
 A gzip page is re-compressed only around the snippet and its remembered rewrite is reused. So when
 the client accepts gzip, the upstream is asked for a page without br or zstd.
