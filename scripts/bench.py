@@ -1,6 +1,6 @@
 """What the RUM addon costs on top of plain mitmdump, measured in one run (issue 5).
 
-    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~40 min
+    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~28 min
     scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
     scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them

@@ -246,8 +246,12 @@ def large() -> Response:
     count = int(request.args.get("paragraphs", "4000"))
     text, compressed = large_page(count)
     accepted = request.headers.get("Accept-Encoding", "")
-    encoding = "br" if request.args.get("br") == "1" and "br" in accepted else "gzip" if "gzip" in accepted else None
-    body = {"br": large_page_br(count), "gzip": compressed}[encoding] if encoding else text
+    if request.args.get("br") == "1" and "br" in accepted:
+        encoding, body = "br", large_page_br(count)
+    elif "gzip" in accepted:
+        encoding, body = "gzip", compressed
+    else:
+        encoding, body = None, text
     pieces = (body[start : start + 16384] for start in range(0, len(body), 16384))
     response = Response(pieces if request.args.get("length") == "no" else body, content_type="text/html; charset=utf-8")
     if encoding:
