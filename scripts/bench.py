@@ -4,6 +4,7 @@
     scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
     scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them
+    scripts/bench --instructions  # 10k, all encodings: instructions per request counted by callgrind, ~10 min
 
 nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br; the
 br column's client is a browser, accepting gzip, deflate, br and zstd). In
@@ -13,7 +14,10 @@ per request, time to first body byte and total time of single requests, and the 
 The medians over the rounds are printed with their ratio to plain mitmdump and written to
 bench-results/<timestamp>.json. Every single response is checked: the page as served, with
 exactly one snippet where one belongs. With --chunked the origin sends the same bytes chunked,
-without a Content-Length (what most dynamic apps and compressing middlewares send).
+without a Content-Length (what most dynamic apps and compressing middlewares send). With
+--instructions the proxy runs under callgrind and the bench counts the instructions it executes
+per request instead of timing it (benchlib/instructions.py): the same code gives the same count on
+a noisy machine, where the small page's throughput ratios swing by more than the addon costs.
 
 Configurations:
   pass         plain `mitmdump --mode reverse:` without the addon (the baseline)
@@ -42,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import pages, report, runner, servers
+from benchlib import instructions, pages, report, runner, servers
 
 from rumproxy.addon import STREAM_ABOVE
 from rumproxy.rules import VENDORED_AGENT
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not VENDORED_AGENT.is_file():
         print("bench: the vendored @elastic/apm-rum bundle is missing: run scripts/setup", file=sys.stderr)
+        return 2
+    if args.instructions and instructions.missing_tools():
+        print(f"bench: --instructions needs {', '.join(instructions.missing_tools())}: apt-get install valgrind", file=sys.stderr)
         return 2
     started = datetime.datetime.now()
     machine = report.machine()
@@ -77,20 +84,26 @@ def main(argv: list[str] | None = None) -> int:
                                                                     runner.REFERENCE_SNIPPET)
             setup = runner.Setup(args, work, servers.write_rules(work / "rules.yaml", VENDORED_AGENT), origin_port,
                                  reference, reference_port)
-            samples = run_rounds(setup, served)
+            samples = count_instructions(setup, served) if args.instructions else run_rounds(setup, served)
         finally:
             if reference is not None:
                 reference.stop()
             origin.stop()
     table = report.summarize(samples)
-    checked = report.targets(table, args.pages, args.encodings)
+    checked = report.targets(table, args.pages, args.encodings, instructions=args.instructions)
     elapsed = time.monotonic() - args.t0
     print(f"\nrumproxy bench, {started:%Y-%m-%d %H:%M}, {elapsed / 60:.0f} min: {report.machine_text(machine)}")
     origin_text = "chunked, without Content-Length" if args.chunked else "with Content-Length"
-    print(f"Origin responses {origin_text}. {args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
-          f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "
-          f"{args.max_duration:g} s where a request takes long). Medians; a ratio is the median of the ratios "
-          f"measured side by side. {note}.")
+    if args.instructions:
+        print(f"Origin responses {origin_text}. Each configuration's mitmdump under callgrind: 1 checked request, "
+              f"{args.warmup_requests} more, then {args.batches} batches of {args.requests} requests on one keep-alive "
+              f"connection; the fewest instructions per request of the batches. Counted, not timed: the machine's load "
+              f"does not change them.")
+    else:
+        print(f"Origin responses {origin_text}. {args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
+              f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "
+              f"{args.max_duration:g} s where a request takes long). Medians; a ratio is the median of the ratios "
+              f"measured side by side. {note}.")
     print(report.tables(table, args.pages, args.encodings, args.configs))
     print(report.targets_text(checked))
     failures = [s for s in samples if s.get("error")]
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_duration_s": args.max_duration, "samples": args.samples, "warmup_s": args.warmup, "threads": args.threads,
             "connections": args.connections, "pages": args.pages, "encodings": args.encodings,
             "configs": args.configs, "stream_above": STREAM_ABOVE, "page_bytes": sizes, "chunked": args.chunked,
+            "instructions": args.instructions, "requests": args.requests, "batches": args.batches,
+            "warmup_requests": args.warmup_requests,
         },
         "configs": {name: {"addon": c.addon, "args": list(c.args), "nginx": c.nginx}
                     for name, c in runner.CONFIGS.items() if name in args.configs},
@@ -136,9 +151,22 @@ def run_rounds(setup: runner.Setup, served: list[pages.Page]) -> list[dict]:
     return samples
 
 
+def count_instructions(setup: runner.Setup, served: list[pages.Page]) -> list[dict]:
+    samples: list[dict] = []
+    cells = [(page, encoding) for page in served for encoding in setup.args.encodings]
+    for done, (page, encoding) in enumerate(cells, 1):
+        for sample in instructions.run_cell(setup, page, encoding):
+            samples.append(sample)
+            print(f"bench: [{done}/{len(cells)}] {page.name} {encoding} {sample['config']}: {summary(sample)}", file=sys.stderr)
+    return samples
+
+
 def summary(sample: dict) -> str:
     if sample.get("error"):
         return f"FAILED: {sample['error'][:200]}"
+    if "instructions_mi" in sample:
+        batches = ", ".join(f"{count:.3f}" for count in sample["instructions_batches_mi"])
+        return f"{sample['instructions_mi']:.3f} million instructions per request (batches: {batches})"
     cpu = f", {sample['cpu_ms']:.2f} ms CPU/req" if sample.get("cpu_ms") is not None else ""
     rate = f"{sample['rps']:.1f}" if sample.get("rps") is not None else "-"
     return (f"{rate} req/s ({sample['wrk_seconds']} s){cpu}, ttfb {sample['ttfb_ms']:.1f} ms, "
@@ -152,6 +180,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "pass-stream, always and auto, 1 s slices, 3 samples")
     parser.add_argument("--chunked", action="store_true",
                         help="the origin sends the pages chunked, without a Content-Length, as dynamic apps do")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the proxy's instructions per request under callgrind instead of timing it "
+                             f"(default pages 10k, configurations {','.join(instructions.DEFAULT_CONFIGS)}; ~10 min)")
+    parser.add_argument("--requests", type=int, default=50, help="--instructions: requests per batch (default 50)")
+    parser.add_argument("--batches", type=int, default=2, help="--instructions: batches per configuration (default 2)")
+    parser.add_argument("--warmup-requests", type=int, default=30,
+                        help="--instructions: uncounted requests before the first batch (default 30)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--slices", type=int, help="alternating wrk runs per configuration and cell (default 2)")
     parser.add_argument("--duration", type=float, help="seconds of one wrk slice (default 1)")
@@ -173,7 +208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.max_duration = max(args.duration, args.max_duration or (4.0 if args.quick else 8.0))
     args.samples = args.samples or (3 if args.quick else 5)
     args.warmup = args.warmup if args.warmup is not None else 1.0
-    names = ["10k", "20M"] if args.quick else list(pages.SIZES)
+    names = ["10k", "20M"] if args.quick else ["10k"] if args.instructions else list(pages.SIZES)
     if args.pages:
         names = [name.strip() for name in args.pages.split(",") if name.strip()]
     try:
@@ -183,15 +218,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.encodings = _choice(parser, "encodings", args.encodings,
                              ["identity", "gzip"] if args.quick else list(pages.ENCODINGS), pages.ENCODINGS)
     args.configs = _choice(parser, "configs", args.configs,
-                           ["pass", "pass-stream", "always", "auto"] if args.quick else list(runner.CONFIGS),
+                           ["pass", "pass-stream", "always", "auto"] if args.quick
+                           else list(instructions.DEFAULT_CONFIGS) if args.instructions else list(runner.CONFIGS),
                            runner.CONFIGS)
     if report.BASELINE not in args.configs:
         parser.error(f"--configs must include the baseline {report.BASELINE!r}")
     if not (1 <= args.rounds <= 50 and 1 <= args.slices <= 50 and 1 <= args.duration <= 600
             and args.max_duration <= 600 and 0 <= args.warmup <= 60 and 1 <= args.samples <= 100 and 1 <= args.connections <= 1000
-            and 1 <= args.threads <= args.connections):
+            and 1 <= args.threads <= args.connections and 1 <= args.requests <= 100000 and 1 <= args.batches <= 50
+            and 0 <= args.warmup_requests <= 100000):
         parser.error("out of range: --rounds/--slices 1..50, --duration/--max-duration 1..600, --samples 1..100, "
-                     "--warmup 0..60, --threads 1..connections, --connections 1..1000")
+                     "--warmup 0..60, --threads 1..connections, --connections 1..1000, --requests 1..100000, --batches 1..50")
     return args
 
 

@@ -46,12 +46,14 @@ fetch_agent_bundle() {
 }
 
 # The Debian packages the tests and the bench use: Chromium (browser tests), nginx and wrk
-# (bench), iptables and iproute2 (transparent-mode test), npm (agent bundle).
+# (bench), valgrind (bench --instructions), iptables and iproute2 (transparent-mode test), npm
+# (agent bundle).
 ensure_system_packages() {
     local missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
     command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     command -v npm >/dev/null 2>&1 || missing+=(npm)

@@ -12,6 +12,7 @@ the client accepts gzip, the upstream is asked for a page without br or zstd.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 RECOMPRESSED = ("br", "zstd")
 _GZIP_NAMES = ("gzip", "x-gzip")
@@ -45,8 +46,11 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return codings is not None and _accepts_gzip(codings)
 
 
+@functools.lru_cache(maxsize=256)
 def preferring_gzip(accept_encoding: str) -> str | None:
-    """The Accept-Encoding to send upstream instead of the client's `accept_encoding`: the same
+    """(Cached: browsers send a handful of values, and parsing one costs some 10 µs.)
+
+    The Accept-Encoding to send upstream instead of the client's `accept_encoding`: the same
     codings without br and zstd, when the client accepts gzip. None when nothing would change, the
     client does not accept gzip, or the header does not parse (it then goes upstream as it is)."""
     codings = parse(accept_encoding)

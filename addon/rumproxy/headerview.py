@@ -69,7 +69,8 @@ def edited(fields: Fields, edits: Mapping[bytes, Edit]) -> Fields:
             placed.add(key)
             _append(out, field[0], edits[key])
     for key, edit in edits.items():
-        if key not in placed:
+        # Most edits of a page's response remove headers it does not have.
+        if edit is not None and key not in placed:
             _append(out, key, edit)
     return tuple(out)
 

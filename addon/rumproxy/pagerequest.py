@@ -3,7 +3,7 @@ starts or continues (tracing) and the compressions it asks for (acceptencoding).
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 from rumproxy import acceptencoding, decision, tracing
 from rumproxy.headerview import Edit, HeaderView
@@ -11,8 +11,8 @@ from rumproxy.rules import Rule
 from rumproxy.snippet import PageTrace
 
 
-@dataclasses.dataclass(frozen=True)
-class Upstream:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class Upstream(NamedTuple):
     edits: dict[bytes, Edit]  # for the request's headers
     trace: PageTrace | None = None
     tracestate: str | None = None  # as the request goes upstream

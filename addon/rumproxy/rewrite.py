@@ -3,10 +3,10 @@ page's own charset, re-encode. Pure: bytes in, bytes out, and a reason when noth
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from rumproxy import codecs, gzipmemo, htmlscan, memo
 from rumproxy.charset import Charset, detect_charset
@@ -21,8 +21,8 @@ class PolicyBlocked(Exception):
     """Raised by a PolicyEdit that may not change the page's policy: the page is left alone."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Rewritten:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class Rewritten(NamedTuple):
     body: bytes | None  # the new raw body, or None: leave the response as received
     reason: str  # "injected" or why not
     offset: int | None = None  # where the snippet went, in decoded bytes

@@ -6,11 +6,10 @@ context it lands in, so no value can end the script element or open a comment.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from rumproxy.rules import PLACEHOLDER, AgentSpec
 
@@ -18,8 +17,8 @@ from rumproxy.rules import PLACEHOLDER, AgentSpec
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-@dataclasses.dataclass(frozen=True)
-class PageTrace:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class PageTrace(NamedTuple):
     """The ids one page load shares with its document request (None: no trace linking)."""
 
     trace_id: str

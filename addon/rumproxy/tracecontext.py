@@ -6,11 +6,12 @@ the demo tooling share one implementation of the spec's edge cases.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
 import re
-import secrets
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "TraceParent",
@@ -50,8 +51,8 @@ _KEY_RE = re.compile(
 _VALUE_RE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
 
 
-@dataclass(frozen=True)
-class TraceParent:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class TraceParent(NamedTuple):
     trace_id: str
     parent_id: str
     flags: int
@@ -91,15 +92,13 @@ def parse_traceparent(values: list[str]) -> TraceParent | None:
     return TraceParent(trace_id, parent_id, int(flags, 16))
 
 
-def _random_hex(nbytes: int) -> str:
-    while True:
-        value = secrets.token_hex(nbytes)
-        if value.strip("0"):
-            return value
-
-
 def new_traceparent(sampled: bool) -> TraceParent:
-    return TraceParent(_random_hex(16), _random_hex(8), FLAG_SAMPLED if sampled else 0)
+    while True:
+        # Both ids from one read of the OS's CSPRNG (what `secrets` reads): a read is a system call.
+        ids = os.urandom(24).hex()
+        trace_id, parent_id = ids[:32], ids[32:]
+        if trace_id != _ZERO_TRACE_ID and parent_id != _ZERO_PARENT_ID:
+            return TraceParent(trace_id, parent_id, FLAG_SAMPLED if sampled else 0)
 
 
 def _check_rate(sample_rate: float) -> None:
@@ -150,6 +149,8 @@ def parse_tracestate(values: list[str]) -> list[tuple[str, str]]:
 
 
 def format_tracestate(members: list[tuple[str, str]]) -> str:
+    if len(members) == 1:
+        return "=".join(members[0])  # the proxy's own member alone: most page requests
     return ",".join(f"{key}={value}" for key, value in members)
 
 
@@ -168,11 +169,9 @@ def with_member(members: list[tuple[str, str]], key: str, value: str) -> list[tu
     until the list holds 32 members and formats to at most 512 characters. Our own member is
     never dropped.
     """
-    if not is_valid_key(key):
-        raise ValueError(f"invalid tracestate key: {key!r}")
-    if not is_valid_value(value):
-        raise ValueError(f"invalid tracestate value: {value!r}")
-    own = (key, value)
+    own = _checked_member(key, value)
+    if not members:
+        return [own]
     others = [member for member in members if member[0] != key][: MAX_MEMBERS - 1]
 
     def too_long() -> bool:
@@ -188,6 +187,17 @@ def with_member(members: list[tuple[str, str]], key: str, value: str) -> list[tu
     return [own, *others]
 
 
+@functools.lru_cache(maxsize=64)
+def _checked_member(key: str, value: str) -> tuple[str, str]:
+    # Cached: a proxy adds the same member of its own to every page request.
+    if not is_valid_key(key):
+        raise ValueError(f"invalid tracestate key: {key!r}")
+    if not is_valid_value(value):
+        raise ValueError(f"invalid tracestate value: {value!r}")
+    return key, value
+
+
+@functools.lru_cache(maxsize=64)
 def elastic_member_value(sample_rate: float) -> str:
     """The value of Elastic's `es` member, formatted like the Elastic Python agent does.
 

@@ -3,7 +3,7 @@ on the response. The W3C grammar itself lives in `tracecontext`."""
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 from rumproxy import tracecontext
 from rumproxy.headerview import Edit, HeaderView
@@ -13,8 +13,8 @@ from rumproxy.snippet import PageTrace
 ELASTIC_KEY = "es"
 
 
-@dataclasses.dataclass(frozen=True)
-class Begun:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class Begun(NamedTuple):
     trace: PageTrace
     tracestate: str | None  # as the request goes upstream
     upstream_edits: dict[bytes, Edit]  # for the request's headers
@@ -34,7 +34,8 @@ def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
         )
         return Begun(trace, request_headers.get(b"tracestate"), {})
     # An invalid traceparent invalidates its tracestate; with none at all, other vendors' members stay.
-    members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate")) if not values else []
+    states = request_headers.get_all(b"tracestate") if not values else []
+    members = tracecontext.parse_tracestate(states) if states else []
     sampled = tracecontext.decide_sampled(spec.sample_rate)
     parent = tracecontext.new_traceparent(sampled)
     state = tracecontext.with_member(members, ELASTIC_KEY, tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0))

