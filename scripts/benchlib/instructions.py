@@ -6,8 +6,9 @@ the 2-vCPU VM of the README's runs, and throughput ratios by 0.2x from one run t
 Each configuration's mitmdump runs under `valgrind --tool=callgrind` (some 50 times slower), gets
 one checked request and `warmup` more, then `batches` batches of `requests` requests one after the
 other on one keep-alive connection; callgrind dumps its counters after each batch
-(`callgrind_control -d`). Counting does not depend on what else the machine runs, so the
-configurations run side by side, one per CPU.
+(`callgrind_control -d`), and then once more after IDLE_S without requests: what runs by the clock
+rather than per request is taken off (below). Counting does not depend on what else the machine
+runs, so the configurations run side by side, one per CPU.
 
 Only the proxy's own user-space instructions count. The kernel's share of a request (sockets,
 epoll) is about the same for every configuration and not in the count, so an addon's share of the
@@ -31,6 +32,12 @@ from benchlib import measure, runner, servers
 from benchlib.pages import Page
 
 DEFAULT_CONFIGS = ("pass", "pass-hooks", "auto", "auto-nomemo")
+# Polls that run by the clock (mitmproxy's check of its -s scripts, once a second; the addon's of
+# its rules file) cost a few hundred thousand instructions a second whatever the load: nothing next
+# to a proxy's second of requests, but under callgrind a request takes some 50 times longer, so
+# they would add up to 0.2 million to each request's count. Each process's idle rate, measured
+# after its batches for this long, is taken off its batches (by their duration).
+IDLE_S = 5.0
 START_TIMEOUT_S = 600.0  # mitmdump's start under callgrind takes 10-30 s here
 _SUMMARY = re.compile(rb"^summary: (\d+)$", re.MULTILINE)
 
@@ -73,17 +80,30 @@ def _measure(setup: runner.Setup, config: runner.Config, page: Page, encoding: s
         client = _Client(port, page.path, headers)
         client.get(args.warmup_requests)
         _callgrind_control("-z", process.pid)
-        counts = []
+        counted = []  # (instructions, seconds) of each batch
         for batch in range(1, args.batches + 1):
+            started = time.monotonic()
             client.get(args.requests)
             _callgrind_control("-d", process.pid)
-            counts.append(_read_summary(Path(f"{dumps}.{process.pid}.{batch}")) / args.requests)
+            counted.append((_read_summary(Path(f"{dumps}.{process.pid}.{batch}")), time.monotonic() - started))
+        started = time.monotonic()
+        time.sleep(IDLE_S)
+        _callgrind_control("-d", process.pid)
+        idle_per_s = _read_summary(Path(f"{dumps}.{process.pid}.{args.batches + 1}")) / (time.monotonic() - started)
         client.close()
     except (measure.Failed, servers.StartError, OSError, subprocess.SubprocessError, http.client.HTTPException) as e:
         return {**sample, "error": str(e)[:500]}
     finally:
         process.stop()
-    return {**sample, "instructions_mi": min(counts) / 1e6, "instructions_batches_mi": [c / 1e6 for c in counts]}
+    per_request = [(count - idle_per_s * seconds) / args.requests for count, seconds in counted]
+    return {
+        **sample,
+        "instructions_mi": min(per_request) / 1e6,
+        "instructions_batches_mi": [count / 1e6 for count in per_request],
+        "instructions_raw_batches_mi": [count / args.requests / 1e6 for count, _ in counted],
+        "idle_instructions_per_s": idle_per_s,
+        "batch_seconds": [seconds for _, seconds in counted],
+    }
 
 
 class _Client:
