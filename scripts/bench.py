@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     if not VENDORED_AGENT.is_file():
         print("bench: the vendored @elastic/apm-rum bundle is missing: run scripts/setup", file=sys.stderr)
         return 2
-    if args.instructions and instructions.missing_tools():
-        print(f"bench: --instructions needs {', '.join(instructions.missing_tools())}: apt-get install valgrind", file=sys.stderr)
+    missing = instructions.missing_tools() if args.instructions else []
+    if missing:
+        print(f"bench: --instructions needs {', '.join(missing)}: apt-get install valgrind", file=sys.stderr)
         return 2
     started = datetime.datetime.now()
     machine = report.machine()
@@ -97,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions:
         print(f"Origin responses {origin_text}. Each configuration's mitmdump under callgrind: 1 checked request, "
               f"{args.warmup_requests} more, then {args.batches} batches of {args.requests} requests on one keep-alive "
-              f"connection; the fewest instructions per request of the batches. Counted, not timed: the machine's load "
-              f"does not change them.")
+              f"connection, less what the process runs by the clock ({instructions.IDLE_S:g} s idle, taken off by each batch's "
+              f"duration); the fewest instructions per request of the batches. Counted, not timed.")
     else:
         print(f"Origin responses {origin_text}. {args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
               f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "

@@ -46,11 +46,10 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return codings is not None and _accepts_gzip(codings)
 
 
+# Cached: browsers send a handful of values, and parsing one costs some 10 µs.
 @functools.lru_cache(maxsize=256)
 def preferring_gzip(accept_encoding: str) -> str | None:
-    """(Cached: browsers send a handful of values, and parsing one costs some 10 µs.)
-
-    The Accept-Encoding to send upstream instead of the client's `accept_encoding`: the same
+    """The Accept-Encoding to send upstream instead of the client's `accept_encoding`: the same
     codings without br and zstd, when the client accepts gzip. None when nothing would change, the
     client does not accept gzip, or the header does not parse (it then goes upstream as it is)."""
     codings = parse(accept_encoding)

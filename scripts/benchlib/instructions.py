@@ -51,7 +51,7 @@ def run_cell(setup: runner.Setup, page: Page, encoding: str) -> list[dict[str, A
     configs = [runner.CONFIGS[name] for name in setup.args.configs]
     if not (setup.work / "confdir").exists():
         # The first mitmdump writes its CA into the shared confdir: the others must not read it half written.
-        servers.mitmdump(setup.work, "ca", setup.origin_port, [], confdir=setup.work / "confdir").start().stop()
+        runner.proxy(setup, runner.CONFIGS["pass"], "ca").start().stop()
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda config: _measure(setup, config, page, encoding), configs))
 
@@ -61,12 +61,9 @@ def _measure(setup: runner.Setup, config: runner.Config, page: Page, encoding: s
     sample: dict[str, Any] = {"round": 1, "page": page.name, "encoding": encoding, "config": config.name}
     if config.nginx:
         return {**sample, "error": "not a mitmdump: callgrind counts Python processes here"}
-    argv = list(config.args)
-    if config.addon:
-        argv = ["-s", str(servers.ADDON_SCRIPT), "--set", f"rum_rules={setup.rules}", *argv]
     name = f"{config.name}-{page.name}-{encoding}"
     dumps = setup.work / f"callgrind-{name}"
-    process = servers.mitmdump(setup.work, name, setup.origin_port, argv, confdir=setup.work / "confdir")
+    process = runner.proxy(setup, config, name)
     # Only totals are read: no per-line or per-instruction data, names written out once. A fixed hash
     # seed: str hashes decide dict and set layouts, which moved the count by up to 0.4 % between runs.
     process.argv = ["env", "PYTHONHASHSEED=0", "valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}.%p", "--dump-line=no",

@@ -144,17 +144,21 @@ def _start(setup: Setup, targets: list[Target]) -> None:
             for pid in target.pids:
                 servers.reset_peak(pid)  # the workers outlive the cell: their peak starts now
             continue
-        argv = list(target.config.args)
-        if target.config.addon:
-            argv = ["-s", str(servers.ADDON_SCRIPT), "--set", f"rum_rules={setup.rules}", *argv]
-        target.process = servers.mitmdump(setup.work, target.config.name, setup.origin_port, argv,
-                                          confdir=setup.work / "confdir").launch()
+        target.process = proxy(setup, target.config, target.config.name).launch()
         if not (setup.work / "confdir").exists():
             # The first mitmdump writes its CA into the shared confdir: the others must not read it half written.
             _guard(target, lambda t=target: _ready(t))
     for target in targets:
         if target.process is not None and not target.pids and target.error is None:
             _guard(target, lambda t=target: _ready(t))
+
+
+def proxy(setup: Setup, config: Config, name: str) -> servers.Process:
+    """The mitmdump of a configuration (not started), with the addon and the bench's rules if it has it."""
+    argv = list(config.args)
+    if config.addon:
+        argv = ["-s", str(servers.ADDON_SCRIPT), "--set", f"rum_rules={setup.rules}", *argv]
+    return servers.mitmdump(setup.work, name, setup.origin_port, argv, confdir=setup.work / "confdir")
 
 
 def _ready(target: Target) -> None:
