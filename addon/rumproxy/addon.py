@@ -15,9 +15,9 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, csp, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
+from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
 from rumproxy.flownotes import UrlLabel, annotate
-from rumproxy.headerview import Edit, Fields, HeaderView, edited
+from rumproxy.headerview import Edit, HeaderView
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
@@ -58,8 +58,8 @@ class FlowState:
     trace: PageTrace | None = None
     tracestate: str | None = None
     plan: Plan | None = None
-    # The response's header fields as responseheaders read them, and its view of them.
-    response_headers: tuple[Fields, HeaderView] | None = None
+    # The response's headers as responseheaders read them.
+    response_headers: HeaderView | None = None
 
 
 class RumInject:
@@ -184,7 +184,8 @@ class RumInject:
     def _request(self, flow: http.HTTPFlow) -> None:
         assert self.rules is not None
         request = flow.request
-        headers = HeaderView(request.headers)
+        request_headers = request.headers
+        headers = HeaderView(request_headers)
         host, port = site(request, headers)
         path = request.path.split("?", 1)[0]
         if path.startswith(hosting.PREFIX):
@@ -197,7 +198,7 @@ class RumInject:
             return
         upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip)
         if upstream.edits:
-            request.headers.fields = edited(request.headers.fields, upstream.edits)
+            request_headers.fields = headers.edited(upstream.edits)
         self.flows[flow] = FlowState(rule, headers, upstream.trace, upstream.tracestate)
 
     def _serve(self, flow: http.HTTPFlow, entry: hosting.HostedFile) -> None:
@@ -238,7 +239,7 @@ class RumInject:
             return self._skipped(flow, state, skip)
         assert state.plan is not None
         if not self._should_stream(flow, state.plan, headers):
-            state.response_headers = (response.headers.fields, headers)
+            state.response_headers = headers
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
@@ -248,10 +249,9 @@ class RumInject:
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
         framing: dict[bytes, Edit] = {b"content-length": None}
-        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.text(b"transfer-encoding"):
+        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.get(b"transfer-encoding", ""):
             framing[b"transfer-encoding"] = "chunked"
-        fields = self._instrumented_fields(response, headers, state, state.plan.csp, framing)
-        response.headers.fields = fields
+        response.headers.fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, state.plan.csp, framing)
         response.stream = stream
 
     def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:
@@ -260,7 +260,7 @@ class RumInject:
         assert response is not None
         if state.trace is not None:
             edits = tracing.expose(headers, state.trace, state.rule.trace, state.tracestate)
-            response.headers.fields = edited(response.headers.fields, edits)
+            response.headers.fields = headers.edited(edits)
         self._record(flow, state, "trace only (inject: false)")
 
     def _should_stream(self, flow: http.HTTPFlow, plan: Plan, headers: HeaderView) -> bool:
@@ -292,6 +292,7 @@ class RumInject:
         return InjectingStream(
             encoding=encoding,
             snippet=plan.markup.encode("ascii"),
+            snippet_fixed=plan.markup_fixed,
             scanner=htmlscan.InsertionScanner(self.settings.scan_limit),
             on_done=on_done,
             label=UrlLabel(flow.request),
@@ -312,27 +313,33 @@ class RumInject:
         state = self.flows.pop(flow, None)
         if state is None or flow.response is None or state.plan is None:
             return
-        if flow.response.raw_content is None:
+        body = flow.response.raw_content
+        if body is None:
             # mitmproxy switched to streaming after responseheaders (stream_large_bodies)
             return self._skipped(flow, state, "body was streamed by mitmproxy (stream_large_bodies)")
         try:
-            self._response(flow, state, state.plan)
+            self._response(flow, state, state.plan, body)
         except Exception as e:  # noqa: BLE001 - fail open: nothing was changed yet
             logger.error(f"{flow.request.pretty_url}: response left as received: {e!r}")
             annotate(flow, f"rule {state.rule.name}: error, left as received: {e!r}")
 
-    def _response(self, flow: http.HTTPFlow, state: FlowState, plan: Plan) -> None:
+    def _response(self, flow: http.HTTPFlow, state: FlowState, plan: Plan, body: bytes) -> None:
         response = flow.response
-        assert response is not None and response.raw_content is not None
-        if not response.raw_content:
+        assert response is not None
+        if not body:
             return self._skipped(flow, state, "empty body")
-        headers = _same_headers(response, state.response_headers) or HeaderView(response.headers)
+        response_headers = response.headers
+        headers = state.response_headers
+        if headers is None or headers.fields is not response_headers.fields:
+            # Another addon edited the headers since responseheaders (an edit replaces the fields).
+            headers = HeaderView(response_headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
         key = memo_key(flow.request, headers, self.settings.scan_limit) if self.memo.budget else None
         job = wholebody.Job(
             encoding=encoding,
             content_type=headers.get(b"content-type"),
             markup=plan.markup,
+            markup_fixed=plan.markup_fixed,
             edit_policy=plan.edit_policy,
             scan_limit=self.settings.scan_limit,
             memo=self.memo,
@@ -344,15 +351,15 @@ class RumInject:
                 else None
             ),
         )
-        result = wholebody.rewrite(response.raw_content, job)
+        result = wholebody.rewrite(body, job)
         if result.body is None:
             return self._skipped(flow, state, result.reason)
         framing: dict[bytes, Edit] = {}
         if b"transfer-encoding" not in headers:
             framing[b"content-length"] = str(len(result.body))
-        fields = self._instrumented_fields(response, headers, state, plan.csp, framing)
+        fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, plan.csp, framing)
         # Nothing above changed the response; these assignments cannot fail.
-        response.headers.fields = fields
+        response_headers.fields = fields
         response.raw_content = result.body
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset}){result.detail}")
 
@@ -363,14 +370,6 @@ class RumInject:
             bootstrap = bootstrap_for(state.rule, self.script_paths)
         return make_plan(flow.request, state.rule, state.trace, headers, bootstrap)
 
-    def _instrumented_fields(
-        self, response: http.Response, headers: HeaderView, state: FlowState, policy: csp.CspAdjustment,
-        framing: dict[bytes, Edit],
-    ) -> tuple[tuple[bytes, bytes], ...]:
-        return instrumented_fields(
-            response.headers.fields, headers, state.rule, state.trace, state.tracestate, policy, framing
-        )
-
     def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
         logger.debug("%s: not injected: %s", UrlLabel(flow.request), reason)
         self._record(flow, state, f"skipped: {reason}")
@@ -379,22 +378,16 @@ class RumInject:
         flownotes.record(flow, state.rule.name, state.trace, action)
 
 
-def _same_headers(response: http.Response, read: tuple[Fields, HeaderView] | None) -> HeaderView | None:
-    """The view responseheaders made, unless another addon has edited the headers since (an edit
-    replaces the fields tuple)."""
-    if read is None or read[0] is not response.headers.fields:
-        return None
-    return read[1]
-
-
-MemoKey = tuple[str, str, int, str, str | None, str | None, int]
+MemoKey = tuple[bytes, str, int, bytes, str | None, str | None, int]
 
 
 def memo_key(request: http.Request, headers: HeaderView, scan_limit: int) -> MemoKey:
-    """What decides a page's rewrite besides its bytes: which page it is (the parts of its URL:
-    `request.url` formats them into one string, at 3.4 µs against 0.6), the charset its
-    Content-Type names, its encoding, how far the scan goes."""
+    """What decides a page's rewrite besides its bytes: which page it is (the parts of its URL, as
+    the request holds them: `request.url` formats them into one string, at 3.4 µs against 0.6, and
+    each property decodes its part), the charset its Content-Type names, its encoding, how far the
+    scan goes."""
+    data = request.data
     return (
-        request.scheme, request.host, request.port, request.path,
+        data.scheme, data.host, data.port, data.path,
         headers.get(b"content-type"), headers.get(b"content-encoding"), scan_limit,
     )  # fmt: skip

@@ -28,7 +28,7 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
 
 
 def media_type(headers: HeaderView) -> str:
-    return headers.text(b"content-type").split(";", 1)[0].strip().lower()
+    return headers.get(b"content-type", "").split(";", 1)[0].strip().lower()
 
 
 def response_skip_reason(method: str, status: int, request: HeaderView, response: HeaderView, rule: Rule) -> str | None:
@@ -49,7 +49,7 @@ def response_skip_reason(method: str, status: int, request: HeaderView, response
         return f"already instrumented ({MARKER_HEADER} present)"
     if b"content-disposition" in response and response.text(b"content-disposition").split(";", 1)[0].strip().lower() == "attachment":
         return "Content-Disposition: attachment"
-    if "no-transform" in response.text(b"cache-control").lower():
+    if "no-transform" in response.get(b"cache-control", "").lower():
         return "Cache-Control: no-transform"
     if codecs.normalize_encoding(response.get(b"content-encoding")) is None:
         return f"unsupported Content-Encoding {response.get(b'content-encoding')!r}"

@@ -13,7 +13,10 @@ so a streamed body gets each part as soon as those bytes have come again (gzipre
 from __future__ import annotations
 
 import dataclasses
+import functools
+import struct
 import zlib
+from typing import NamedTuple
 
 from rumproxy import codecs
 from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine, gzip_trailer
@@ -68,8 +71,8 @@ class GzipRewrite:
         return len(self.source) + len(self.head) + len(self.tail)
 
 
-@dataclasses.dataclass(frozen=True)
-class Rendered:
+# A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
+class Rendered(NamedTuple):
     start: bytes  # the body up to where the upstream's blocks go on, or to the trailer
     opening: int  # bytes of `start` before the tail: the gzip header, the head and the snippet
     opening_crc: int  # CRC-32 and length of the page those hold
@@ -78,10 +81,10 @@ class Rendered:
     size: int
 
 
-def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
-    deflate = codecs.deflater(-15)
-    section = deflate.compress(snippet) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    opening_crc = crc32_combine(rewrite.head_crc, codecs.deflate_lib.crc32(snippet), len(snippet))
+def render(rewrite: GzipRewrite, snippet: bytes, fixed: int = 0) -> Rendered:
+    """The remembered page around `snippet`, whose first `fixed` bytes every page of its rule has."""
+    section = snippet_section(snippet, fixed)
+    opening_crc = codecs.deflate_lib.crc32(snippet, rewrite.head_crc)
     opening_size = rewrite.head_size + len(snippet)
     return Rendered(
         start=b"".join((rewrite.head, section, rewrite.tail)),
@@ -93,10 +96,50 @@ def render(rewrite: GzipRewrite, snippet: bytes) -> Rendered:
     )
 
 
-def whole_body(rewrite: GzipRewrite, snippet: bytes) -> bytes:
+def whole_body(rewrite: GzipRewrite, snippet: bytes, fixed: int = 0) -> bytes:
     assert rewrite.splice is None
-    rendered = render(rewrite, snippet)
+    rendered = render(rewrite, snippet, fixed)
     return rendered.start + gzip_trailer(rendered.crc, rendered.size)
+
+
+def snippet_section(snippet: bytes, fixed: int = 0) -> bytes:
+    """Deflate blocks of `snippet` that refer to nothing before them and end on a byte. Its first
+    `fixed` bytes are compressed once for all pages that start with them; the rest, the page's own
+    ids (some 100 bytes), goes in stored blocks: compressing a snippet took 8 µs (~55,000
+    instructions, most of them setting up Huffman tables), 10 % of what a small page cost."""
+    if fixed <= 0:
+        return _compressed(snippet)
+    if fixed >= len(snippet):
+        return _compressed_once(snippet)
+    return _compressed_once(snippet[:fixed]) + stored_blocks(snippet[fixed:])
+
+
+def _compressed(data: bytes) -> bytes:
+    deflate = codecs.deflater(-15)
+    return deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+@functools.lru_cache(maxsize=64)
+def _compressed_once(data: bytes) -> bytes:
+    return _compressed(data)
+
+
+STORED_MAX = 0xFFFF
+
+
+def stored_blocks(data: bytes) -> bytes:
+    """`data` as non-final stored deflate blocks, written from a byte boundary."""
+    if len(data) <= STORED_MAX:
+        return _stored_header(len(data)) + data
+    view = memoryview(data)
+    return b"".join(
+        _stored_header(len(chunk)) + chunk for chunk in (view[at : at + STORED_MAX] for at in range(0, len(data), STORED_MAX))
+    )
+
+
+def _stored_header(length: int) -> bytes:
+    # BFINAL 0 and BTYPE 00 in the first three bits, padding to the byte, LEN and NLEN.
+    return struct.pack("<BHH", 0, length, length ^ 0xFFFF)
 
 
 def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forwarder:

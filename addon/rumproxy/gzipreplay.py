@@ -21,9 +21,10 @@ _NOTHING_AFTER_SNIPPET = gzipmemo.Mark(source_end=0, tail_end=0, decoded=0, crc=
 class Replay:
     """A remembered stream rewrite sent around `snippet`, as far as the matched bytes allow."""
 
-    def __init__(self, rewrite: gzipmemo.GzipRewrite, snippet: bytes) -> None:
+    def __init__(self, rewrite: gzipmemo.GzipRewrite, snippet: bytes, snippet_fixed: int = 0) -> None:
         self.rewrite = rewrite
         self._snippet = snippet
+        self._snippet_fixed = snippet_fixed  # bytes every page of the rule starts its snippet with
         source_size = len(rewrite.source)
         # A rewrite made from a body that came in one piece (or by the whole-body path) decided
         # only with all of it: nothing goes out before the whole source has matched.
@@ -34,7 +35,7 @@ class Replay:
     @functools.cached_property
     def rendered(self) -> gzipmemo.Rendered:
         # Only once something goes out: a body that differs from the start never needs it.
-        return gzipmemo.render(self.rewrite, self._snippet)
+        return gzipmemo.render(self.rewrite, self._snippet, self._snippet_fixed)
 
     @property
     def sent_bytes(self) -> int:

@@ -14,7 +14,7 @@ from mitmproxy.net.http import url
 
 from rumproxy import csp, decision, snippet, tracing
 from rumproxy.charset import detect_charset
-from rumproxy.headerview import Edit, HeaderView, edited
+from rumproxy.headerview import Edit, Fields, HeaderView
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit
 from rumproxy.rules import Rule
 from rumproxy.snippet import PageTrace
@@ -34,6 +34,7 @@ class Plan(NamedTuple):
     markup: str
     csp: csp.CspAdjustment
     edit_policy: PolicyEdit | None  # for a <meta> policy in the page
+    markup_fixed: int = 0  # characters at the markup's start that every page of the rule has (snippet.fixed_length)
 
 
 def make_plan(
@@ -44,8 +45,8 @@ def make_plan(
     policy = header_policy(request, rule, trace, headers, bootstrap)
     if policy is None:
         return None
-    markup = bootstrap.render(trace, policy.nonce)
-    return Plan(markup=markup, csp=policy, edit_policy=meta_policy_edit(request, rule))
+    markup, fixed = bootstrap.rendered(trace, policy.nonce)
+    return Plan(markup, policy, meta_policy_edit(request, rule), fixed)
 
 
 def header_policy(
@@ -53,9 +54,9 @@ def header_policy(
 ) -> csp.CspAdjustment | None:
     """The response's Content-Security-Policy headers widened just enough for the snippet; None
     if that takes a change and the rule forbids it."""
-    policies = headers.get_all(b"content-security-policy")
-    if not policies:
+    if b"content-security-policy" not in headers:
         return NO_POLICY
+    policies = headers.get_all(b"content-security-policy")
     agent = rule.agent
     script_src = bootstrap.script_src or ""
     origin = page_origin(request)
@@ -95,16 +96,15 @@ def meta_policy_edit(request: http.Request, rule: Rule) -> PolicyEdit | None:
 
 
 def instrumented_fields(
-    fields: tuple[tuple[bytes, bytes], ...],
     headers: HeaderView,
     rule: Rule,
     trace: PageTrace | None,
     tracestate: str | None,
     policy: csp.CspAdjustment,
     framing: dict[bytes, Edit],
-) -> tuple[tuple[bytes, bytes], ...]:
-    """The response's header fields as they fit the instrumented page: built aside, so a
-    failure half-way leaves the response's own headers as received."""
+) -> Fields:
+    """The fields of the response's headers (those `headers` was made of) as they fit the
+    instrumented page: built aside, so a failure half-way leaves the response's own headers as received."""
     edits: dict[bytes, Edit] = {**BODY_BOUND_EDITS, **MARKER_EDIT, **framing}
     etag = headers.get(b"etag")
     if etag and not etag.startswith("W/"):
@@ -114,7 +114,7 @@ def instrumented_fields(
         edits[b"content-security-policy"] = list(policy.policies)
     if trace is not None:
         edits.update(tracing.expose(headers, trace, rule.trace, tracestate))
-    return edited(fields, edits)
+    return headers.edited(edits)
 
 
 def bootstrap_for(rule: Rule, script_paths: dict[Path, str]) -> snippet.Bootstrap:

@@ -71,26 +71,40 @@ class Rule:
     agent: AgentSpec
     trace: TraceSpec
 
-    def matches(self, host: str, port: int | None, path: str) -> bool:
-        return (
-            any(pattern.matches(host, port) for pattern in self.hosts)
-            and self.include.fullmatch(path) is not None
-            and (self.exclude is None or self.exclude.fullmatch(path) is None)
-        )
+    def matches_path(self, path: str) -> bool:
+        return self.include.fullmatch(path) is not None and (self.exclude is None or self.exclude.fullmatch(path) is None)
+
+
+SITES_REMEMBERED = 1024  # hosts come from clients in a regular proxy: the memory stays bounded
 
 
 @dataclasses.dataclass(frozen=True)
 class RuleSet:
     source: Path | None
     rules: tuple[Rule, ...]
+    # The rules whose hosts match, by (host, port) as requests write them: a proxy sees the same
+    # few sites over and over, and only the paths differ.
+    _by_site: dict[tuple[str, int | None], tuple[Rule, ...]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def match(self, host: str, port: int | None, path: str) -> Rule | None:
         """The first rule whose hosts and paths match; `host` without port, lowercase or not."""
-        host = host.lower().rstrip(".")
-        for rule in self.rules:
-            if rule.matches(host, port, path):
+        rules = self._by_site.get((host, port))
+        if rules is None:
+            rules = self._for_site(host, port)
+        for rule in rules:
+            if rule.matches_path(path):
                 return rule
         return None
+
+    def _for_site(self, host: str, port: int | None) -> tuple[Rule, ...]:
+        name = host.lower().rstrip(".")
+        rules = tuple(rule for rule in self.rules if any(pattern.matches(name, port) for pattern in rule.hosts))
+        if len(self._by_site) >= SITES_REMEMBERED:
+            self._by_site.clear()
+        self._by_site[host, port] = rules
+        return rules
 
     def names_host(self, host: str, port: int | None) -> bool:
         host = host.lower().rstrip(".")

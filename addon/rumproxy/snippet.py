@@ -28,6 +28,14 @@ class PageTrace(NamedTuple):
     continued: bool = False  # the request came with its own traceparent: link as a child of it
 
 
+def fixed_length(markup: str, trace: PageTrace | None, nonce: str | None) -> int:
+    """How many characters at the start of a page's markup come before any of the page's own values
+    (its ids and nonce), and so are the same on every page of its rule: a remembered gzip page
+    compresses that part once (gzipmemo). Where it ends only decides what is compressed once."""
+    own = (trace.trace_id, trace.span_id, nonce) if trace is not None else (nonce,)
+    return min((at for at in map(markup.find, filter(None, own)) if at >= 0), default=len(markup))
+
+
 def script_json(value: Any) -> str:
     """JSON that is safe inside a <script> element: ASCII only, no markup characters."""
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=False).translate(_SCRIPT_ESCAPES)
@@ -107,6 +115,9 @@ def render_template(
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+# Stand-ins for the ids while the parts around them are made (config_json() writes ids as they are).
+_TRACE_MARK = "\x00trace\x00"
+_SPAN_MARK = "\x00span\x00"
 # Keys agent_config() writes for a page; a rule config that sets one itself takes the general path.
 _PAGE_KEYS = frozenset({"pageLoadTraceId", "pageLoadParentId", "pageLoadSpanId", "pageLoadSampled"})
 
@@ -123,6 +134,9 @@ class Bootstrap:
         self.api_origins = api_origins
         self._src = html.escape(script_src or "", quote=True)
         self._fast = agent.kind == "elastic" and _PAGE_KEYS.isdisjoint(agent.config)
+        # A traced page's markup without a nonce, around its ids, by (sampled, continued): made with
+        # one format, and what comes before the trace id is its fixed part (fixed_length()).
+        self._around_ids: dict[tuple[bool, bool], tuple[str, ...]] = {}
         if not self._fast:
             return
         config = dict(agent.config)
@@ -136,6 +150,15 @@ class Bootstrap:
             self._unsampled_rate = ""
         origins = api_origins and "distributedTracingOrigins" not in config
         self._origins = f',"distributedTracingOrigins":{script_json(list(api_origins))}' if origins else ""
+        for sampled in (True, False):
+            for continued in (True, False):
+                trace = PageTrace(_TRACE_MARK, _SPAN_MARK, sampled, "", continued)
+                before, *rest = _elastic_markup(self._src, None, self.init_script(trace)).split(_TRACE_MARK)
+                parts = (before, *rest[0].split(_SPAN_MARK)) if len(rest) == 1 else ()
+                if len(parts) != 3:
+                    self._around_ids.clear()  # a mark in the rule's own text: the general path
+                    return
+                self._around_ids[sampled, continued] = parts
 
     def config_json(self, trace: PageTrace | None) -> str:
         if not self._fast:
@@ -155,6 +178,17 @@ class Bootstrap:
         return _INIT_HEAD + self.config_json(trace) + _INIT_TAIL
 
     def render(self, trace: PageTrace | None, nonce: str | None = None) -> str:
+        return self.rendered(trace, nonce)[0]
+
+    def rendered(self, trace: PageTrace | None, nonce: str | None = None) -> tuple[str, int]:
+        """The markup, and its fixed_length()."""
+        if self._around_ids and trace is not None and nonce is None:
+            # Most pages: the ids between parts made once (ids are hex, from our generator or from
+            # a traceparent that matched the W3C grammar).
+            before, between, after = self._around_ids[trace.sampled, trace.continued]
+            return f"{before}{trace.trace_id}{between}{trace.span_id}{after}", len(before)
         if self.agent.kind == "custom":
-            return render(self.agent, script_src=self.script_src, trace=trace, api_origins=self.api_origins, nonce=nonce)
-        return _elastic_markup(self._src, nonce, self.init_script(trace))
+            markup = render(self.agent, script_src=self.script_src, trace=trace, api_origins=self.api_origins, nonce=nonce)
+        else:
+            markup = _elastic_markup(self._src, nonce, self.init_script(trace))
+        return markup, fixed_length(markup, trace, nonce)

@@ -88,6 +88,7 @@ class InjectingStream:
         splice: bool = False,
         memo: memos.RewriteMemo | None = None,
         memo_key: Hashable = None,
+        snippet_fixed: int = 0,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:
@@ -106,7 +107,7 @@ class InjectingStream:
         # (gzipmemo), and what is kept of this body's to remember it.
         self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
         self._memo_key = memo_key
-        self._replay = self._replayed(snippet)
+        self._replay = self._replayed(snippet, snippet_fixed)
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
@@ -123,7 +124,7 @@ class InjectingStream:
         self.outcome: StreamOutcome | None = None
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
 
-    def _replayed(self, snippet: bytes) -> Replay | None:
+    def _replayed(self, snippet: bytes, snippet_fixed: int) -> Replay | None:
         """The remembered rewrite of a body with the same start, made by a stream (a whole-body
         one is the addon's business), to send while this body turns out the same."""
         candidate = self._memo.get(self._memo_key) if self._memo is not None else None
@@ -131,7 +132,7 @@ class InjectingStream:
             return None
         if candidate.splice is None and candidate.decided_at is None:
             return None  # would hold the whole body back: one rewritten whole is sent whole
-        return Replay(candidate, snippet)
+        return Replay(candidate, snippet, snippet_fixed)
 
     @property
     def reused_from(self) -> int | None:

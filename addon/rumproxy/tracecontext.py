@@ -107,6 +107,8 @@ def _check_rate(sample_rate: float) -> None:
 
 
 def decide_sampled(sample_rate: float) -> bool:
+    if sample_rate == 1.0:
+        return True  # the rate of most rules: no check, no random number
     _check_rate(sample_rate)
     # Same expression as the Elastic agents: 1.0 always samples, 0.0 never does.
     return sample_rate == 1.0 or sample_rate > random.random()

@@ -22,24 +22,29 @@ class Begun(NamedTuple):
 
 def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
     """Continue a valid incoming trace untouched, or start one and send it upstream."""
-    values = request_headers.get_all(b"traceparent")
-    incoming = tracecontext.parse_traceparent(values)
-    if incoming is not None:
-        trace = PageTrace(
-            trace_id=incoming.trace_id,
-            span_id=incoming.parent_id,
-            sampled=incoming.sampled,
-            traceparent=incoming.header(),
-            continued=True,
-        )
-        return Begun(trace, request_headers.get(b"tracestate"), {})
-    # An invalid traceparent invalidates its tracestate; with none at all, other vendors' members stay.
-    states = request_headers.get_all(b"tracestate") if not values else []
-    members = tracecontext.parse_tracestate(states) if states else []
+    members: list[tuple[str, str]] = []
+    if b"traceparent" in request_headers:
+        incoming = tracecontext.parse_traceparent(request_headers.get_all(b"traceparent"))
+        if incoming is not None:
+            trace = PageTrace(
+                trace_id=incoming.trace_id,
+                span_id=incoming.parent_id,
+                sampled=incoming.sampled,
+                traceparent=incoming.header(),
+                continued=True,
+            )
+            return Begun(trace, request_headers.get(b"tracestate"), {})
+        # An invalid traceparent invalidates its tracestate.
+    elif b"tracestate" in request_headers:
+        # Without a traceparent, other vendors' members stay.
+        members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate"))
     sampled = tracecontext.decide_sampled(spec.sample_rate)
     parent = tracecontext.new_traceparent(sampled)
-    state = tracecontext.with_member(members, ELASTIC_KEY, tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0))
-    tracestate = tracecontext.format_tracestate(state)
+    own_value = tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0)
+    if members:
+        tracestate = tracecontext.format_tracestate(tracecontext.with_member(members, ELASTIC_KEY, own_value))
+    else:
+        tracestate = f"{ELASTIC_KEY}={own_value}"  # most pages: our member alone
     traceparent = parent.header()
     edits: dict[bytes, Edit] = {
         b"traceparent": traceparent,
@@ -56,7 +61,7 @@ def expose(response_headers: HeaderView, trace: PageTrace, spec: TraceSpec, trac
     edits: dict[bytes, Edit] = {}
     if spec.server_timing:
         metric = f'traceparent;desc="{trace.traceparent}"'
-        existing = ", ".join(response_headers.get_all(b"server-timing"))
+        existing = response_headers.get(b"server-timing")  # repeated fields folded
         edits[b"server-timing"] = f"{existing}, {metric}" if existing else metric
     if spec.response_headers:
         edits[b"traceparent"] = trace.traceparent

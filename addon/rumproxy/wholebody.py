@@ -22,6 +22,7 @@ class Job:
     encoding: str  # normalized (codecs.normalize_encoding)
     content_type: str | None
     markup: str  # the snippet
+    markup_fixed: int  # characters at its start that every page of the rule has (snippet.fixed_length)
     edit_policy: PolicyEdit | None  # for a <meta> CSP that would block the agent (rewrite.splice)
     scan_limit: int
     memo: memo.RewriteMemo
@@ -66,7 +67,8 @@ def _remembered(raw: bytes, job: Job) -> Rewritten | None:
     except (UnicodeEncodeError, LookupError):
         return None
     if isinstance(known, gzipmemo.GzipRewrite):
-        body = gzipmemo.whole_body(known, markup)
+        # Where the page's charset writes the markup a byte per character, the fixed part is as long in bytes.
+        body = gzipmemo.whole_body(known, markup, job.markup_fixed if len(markup) == len(job.markup) else 0)
     else:
         assert isinstance(known, memo.KnownPage)
         body = known.body(markup, job.encoding)

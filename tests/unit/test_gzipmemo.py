@@ -117,6 +117,29 @@ def test_whole_rewrite_renders_any_snippet():
     assert gzip.decompress(gzipmemo.whole_body(rewrite, b"")) == document
 
 
+@settings(max_examples=40, deadline=None)
+@given(snippet=st.binary(max_size=300) | st.just(bytes(range(256)) * 600), fixed=st.integers(-1, 200_000))
+def test_a_snippet_section_decodes_to_the_snippet_wherever_its_fixed_part_ends(snippet, fixed):
+    """The fixed part is compressed once; the rest goes in stored blocks (at most 65,535 bytes each)."""
+    section = gzipmemo.snippet_section(snippet, fixed)
+    around = gzipmemo.snippet_section(b"before ") + section + gzipmemo.snippet_section(b" after")
+    inflater = zlib.decompressobj(-15)
+    assert inflater.decompress(around + b"\x03\x00") == b"before " + snippet + b" after" and inflater.eof
+
+
+def test_a_remembered_snippet_compresses_its_fixed_part_once():
+    document = page(20_000, 4)
+    offset = document.index(b"<title>")
+    _, rewrite = gzipmemo.rewrite_whole(gzip.compress(document), document, offset, FIRST, "before-title")
+    fixed = FIRST.index(b"0af7")
+    body = gzipmemo.whole_body(rewrite, FIRST, fixed)
+    assert gzip.decompress(body) == injected(document, FIRST)
+    later = FIRST.replace(b"0af7651916cd43dd8448eb211c80319c", b"f" * 32)
+    assert gzip.decompress(gzipmemo.whole_body(rewrite, later, fixed)) == injected(document, later)
+    # The page's own ids are stored as they are, after the compressed fixed part.
+    assert FIRST[fixed:] in body and later[fixed:] in gzipmemo.whole_body(rewrite, later, fixed)
+
+
 def test_a_memo_that_fails_leaves_the_body_to_the_usual_way(monkeypatch, caplog):
     """The memo only saves work: when remembering or reusing fails, the body is rewritten anew."""
     document = page(300_000, 5)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rumproxy import rules as rules_module
 from rumproxy.rules import REPO_ROOT, RulesError, load_rules, parse_rules
 
 AGENT_FILE = "agent.js"
@@ -146,6 +147,33 @@ def test_first_match_wins_and_star_matches_all(rules_dir):
     )
     assert rules.match("anything.test", 1, "/first/page").name == "first"
     assert rules.match("anything.test", 1, "/other").name == "second"
+
+
+def test_matching_remembers_sites_but_not_without_bound(rules_dir, monkeypatch):
+    """The rules of a site are looked up once per (host, port) as requests write it; a proxy that
+    sees ever new hosts keeps at most SITES_REMEMBERED of them."""
+    rules = parse(
+        """\
+        version: 1
+        defaults: {agent: {script: agent.js, config: {serviceName: x}}}
+        rules:
+          - name: shop
+            hosts: ["shop.test", "*.shop.test:8443"]
+            paths: {exclude: ["/api/*"]}
+        """,
+        rules_dir,
+    )
+    for _ in range(2):  # the second time from what the first remembered
+        assert rules.match("Shop.Test.", 80, "/").name == "shop"
+        assert rules.match("a.shop.test", 8443, "/cart").name == "shop"
+        assert rules.match("a.shop.test", 443, "/cart") is None
+        assert rules.match("shop.test", 80, "/api/items") is None
+        assert rules.match("other.test", 80, "/") is None
+    monkeypatch.setattr(rules_module, "SITES_REMEMBERED", 3)
+    for index in range(10):
+        assert rules.match(f"h{index}.test", 80, "/") is None
+        assert len(rules._by_site) <= 3
+    assert rules.match("shop.test", 80, "/").name == "shop"
 
 
 def test_custom_kind_template(rules_dir):

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rumproxy.rules import AgentSpec
-from rumproxy.snippet import Bootstrap, PageTrace, agent_config, init_script, render, script_json
+from rumproxy.snippet import Bootstrap, PageTrace, agent_config, fixed_length, init_script, render, script_json
 
 TRACE = PageTrace(
     trace_id="0af7651916cd43dd8448eb211c80319c",
@@ -134,5 +134,20 @@ _TRACES = st.one_of(
 def test_bootstrap_renders_exactly_what_render_does(config, trace, api_origins, nonce):
     agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js?a=1&b=2", script_file=None, config=config, template=None)
     bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=api_origins)
-    assert bootstrap.render(trace, nonce) == render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce)
+    markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce)
+    assert bootstrap.render(trace, nonce) == markup
+    assert bootstrap.rendered(trace, nonce) == (markup, fixed_length(markup, trace, nonce))
     assert bootstrap.init_script(trace) == init_script(agent_config(agent, trace, api_origins))
+
+
+def test_the_fixed_part_ends_before_the_first_value_of_the_page_itself():
+    agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js", script_file=None, config={"serviceName": "s"}, template=None)
+    bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=())
+    markup, fixed = bootstrap.rendered(TRACE)
+    assert markup[fixed:].startswith(TRACE.trace_id) and TRACE.span_id not in markup[:fixed]
+    other = PageTrace("1" * 32, "2" * 16, TRACE.sampled, "", TRACE.continued)
+    assert bootstrap.rendered(other)[0][:fixed] == markup[:fixed]
+    nonced, fixed = bootstrap.rendered(TRACE, "n0nce")
+    assert nonced[fixed:].startswith("n0nce")
+    untraced, fixed = bootstrap.rendered(None)
+    assert fixed == len(untraced)  # nothing of its own: all of it is the same on every page
