@@ -30,7 +30,8 @@ def record(flow: http.HTTPFlow, rule_name: str, trace: PageTrace | None, action:
         )
     flow.metadata["rumproxy"] = metadata
     trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
-    annotate(flow, f"rule {rule_name}{trace_text}: {action}")
+    line = f"rumproxy: rule {rule_name}{trace_text}: {action}"  # annotate(), inline: once per page
+    flow.comment = f"{flow.comment}\n{line}" if flow.comment else line
 
 
 def annotate(flow: http.HTTPFlow, text: str) -> None:

@@ -72,7 +72,7 @@ def edited(fields: Fields, edits: Mapping[bytes, Edit], names: Iterable[bytes] |
             edit = edits[name]
             if isinstance(edit, str):  # _append's first case, inline: most edits are one value
                 out.append((field[0], edit.encode("utf-8", "surrogateescape")))
-            else:
+            elif edit is not None:
                 _append(out, field[0], edit)
     for name, edit in edits.items():
         # Most edits of a page's response remove headers it does not have.

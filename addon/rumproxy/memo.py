@@ -54,7 +54,8 @@ class KnownPage:
 
     def body(self, snippet: bytes, encoding: str) -> bytes:
         view = memoryview(self.document if self.document is not None else self.source)
-        return codecs.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
+        page = b"".join((view[: self.offset], snippet, view[self.offset :]))
+        return page if encoding == "identity" else codecs.encode(page, encoding)
 
 
 class RewriteMemo:

@@ -42,7 +42,7 @@ def make_plan(
 ) -> Plan | None:
     """The markup and the adjusted CSP for this response; None if its CSP blocks the snippet
     and the rule forbids changing it."""
-    policy = header_policy(request, rule, trace, headers, bootstrap)
+    policy = header_policy(request, rule, trace, headers, bootstrap) if b"content-security-policy" in headers else NO_POLICY
     if policy is None:
         return None
     markup, fixed = bootstrap.rendered(trace, policy.nonce)
@@ -54,9 +54,9 @@ def header_policy(
 ) -> csp.CspAdjustment | None:
     """The response's Content-Security-Policy headers widened just enough for the snippet; None
     if that takes a change and the rule forbids it."""
-    if b"content-security-policy" not in headers:
-        return NO_POLICY
     policies = headers.get_all(b"content-security-policy")
+    if not policies:
+        return NO_POLICY
     agent = rule.agent
     script_src = bootstrap.script_src or ""
     origin = page_origin(request)

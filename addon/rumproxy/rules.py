@@ -71,9 +71,6 @@ class Rule:
     agent: AgentSpec
     trace: TraceSpec
 
-    def matches_path(self, path: str) -> bool:
-        return self.include.fullmatch(path) is not None and (self.exclude is None or self.exclude.fullmatch(path) is None)
-
 
 SITES_REMEMBERED = 1024  # hosts come from clients in a regular proxy: the memory stays bounded
 
@@ -94,7 +91,7 @@ class RuleSet:
         if rules is None:
             rules = self._for_site(host, port)
         for rule in rules:
-            if rule.matches_path(path):
+            if rule.include.fullmatch(path) is not None and (rule.exclude is None or rule.exclude.fullmatch(path) is None):
                 return rule
         return None
 

@@ -17,6 +17,8 @@ __all__ = [
     "TraceParent",
     "parse_traceparent",
     "new_traceparent",
+    "new_ids",
+    "format_traceparent",
     "decide_sampled",
     "parse_tracestate",
     "format_tracestate",
@@ -62,8 +64,12 @@ class TraceParent(NamedTuple):
         return bool(self.flags & FLAG_SAMPLED)
 
     def header(self) -> str:
-        # Whatever version we parsed, we only know how to speak version 00 (spec: re-emit as 00).
-        return f"00-{self.trace_id}-{self.parent_id}-{self.flags:02x}"
+        return format_traceparent(self.trace_id, self.parent_id, self.flags)
+
+
+def format_traceparent(trace_id: str, parent_id: str, flags: int) -> str:
+    # Whatever version we parsed, we only know how to speak version 00 (spec: re-emit as 00).
+    return f"00-{trace_id}-{parent_id}-{flags:02x}"
 
 
 def parse_traceparent(values: list[str]) -> TraceParent | None:
@@ -93,12 +99,17 @@ def parse_traceparent(values: list[str]) -> TraceParent | None:
 
 
 def new_traceparent(sampled: bool) -> TraceParent:
+    return TraceParent(*new_ids(), FLAG_SAMPLED if sampled else 0)
+
+
+def new_ids() -> tuple[str, str]:
+    """A new trace id and parent id, neither all zeros."""
     while True:
         # Both ids from one read of the OS's CSPRNG (what `secrets` reads): a read is a system call.
         ids = os.urandom(24).hex()
         trace_id, parent_id = ids[:32], ids[32:]
         if trace_id != _ZERO_TRACE_ID and parent_id != _ZERO_PARENT_ID:
-            return TraceParent(trace_id, parent_id, FLAG_SAMPLED if sampled else 0)
+            return trace_id, parent_id
 
 
 def _check_rate(sample_rate: float) -> None:

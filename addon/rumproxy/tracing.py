@@ -11,6 +11,7 @@ from rumproxy.rules import TraceSpec
 from rumproxy.snippet import PageTrace
 
 ELASTIC_KEY = "es"
+LEGACY_TRACEPARENT = b"elastic-apm-traceparent"
 
 
 # A NamedTuple, made for every page: a frozen dataclass sets each field through object.__setattr__.
@@ -39,20 +40,18 @@ def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
         # Without a traceparent, other vendors' members stay.
         members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate"))
     sampled = tracecontext.decide_sampled(spec.sample_rate)
-    parent = tracecontext.new_traceparent(sampled)
+    trace_id, span_id = tracecontext.new_ids()
     own_value = tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0)
     if members:
         tracestate = tracecontext.format_tracestate(tracecontext.with_member(members, ELASTIC_KEY, own_value))
     else:
         tracestate = f"{ELASTIC_KEY}={own_value}"  # most pages: our member alone
-    traceparent = parent.header()
-    edits: dict[bytes, Edit] = {
-        b"traceparent": traceparent,
-        b"tracestate": tracestate,
+    traceparent = tracecontext.format_traceparent(trace_id, span_id, tracecontext.FLAG_SAMPLED if sampled else 0)
+    edits: dict[bytes, Edit] = {b"traceparent": traceparent, b"tracestate": tracestate}
+    if LEGACY_TRACEPARENT in request_headers:
         # The Python agent falls back to the legacy header; a stale one must not win over ours.
-        b"elastic-apm-traceparent": None,
-    }
-    trace = PageTrace(trace_id=parent.trace_id, span_id=parent.parent_id, sampled=sampled, traceparent=traceparent)
+        edits[LEGACY_TRACEPARENT] = None
+    trace = PageTrace(trace_id=trace_id, span_id=span_id, sampled=sampled, traceparent=traceparent)
     return Begun(trace, tracestate, edits)
 
 
