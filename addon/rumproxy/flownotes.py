@@ -30,8 +30,7 @@ def record(flow: http.HTTPFlow, rule_name: str, trace: PageTrace | None, action:
         )
     flow.metadata["rumproxy"] = metadata
     trace_text = f", trace {trace.trace_id} span {trace.span_id}" if trace else ""
-    line = f"rumproxy: rule {rule_name}{trace_text}: {action}"  # annotate(), inline: once per page
-    flow.comment = f"{flow.comment}\n{line}" if flow.comment else line
+    annotate(flow, f"rule {rule_name}{trace_text}: {action}")
 
 
 def annotate(flow: http.HTTPFlow, text: str) -> None:

@@ -134,7 +134,7 @@ STORED_MAX = 0xFFFF
 def stored_blocks(data: bytes) -> bytes:
     """`data` as non-final stored deflate blocks, written from a byte boundary."""
     if len(data) <= STORED_MAX:
-        return struct.pack("<BHH", 0, len(data), len(data) ^ 0xFFFF) + data  # _stored_header(), inline
+        return _stored_header(len(data)) + data
     view = memoryview(data)
     return b"".join(
         _stored_header(len(chunk)) + chunk for chunk in (view[at : at + STORED_MAX] for at in range(0, len(data), STORED_MAX))

@@ -70,25 +70,20 @@ def edited(fields: Fields, edits: Mapping[bytes, Edit], names: Iterable[bytes] |
         elif name not in placed:
             placed.add(name)
             edit = edits[name]
-            if isinstance(edit, str):  # _append's first case, inline: most edits are one value
+            if isinstance(edit, str):  # most edits are one value
                 out.append((field[0], edit.encode("utf-8", "surrogateescape")))
             elif edit is not None:
-                _append(out, field[0], edit)
+                _append_all(out, field[0], edit)
     for name, edit in edits.items():
         # Most edits of a page's response remove headers it does not have.
         if edit is None or name in placed:
             continue
-        if isinstance(edit, str):  # _append's first case, inline: most edits are one value
+        if isinstance(edit, str):
             out.append((name, edit.encode("utf-8", "surrogateescape")))
         else:
-            _append(out, name, edit)
+            _append_all(out, name, edit)
     return tuple(out)
 
 
-def _append(out: list[tuple[bytes, bytes]], name: bytes, edit: Edit) -> None:
-    if edit is None:
-        return
-    if isinstance(edit, str):
-        out.append((name, edit.encode("utf-8", "surrogateescape")))
-    else:
-        out.extend((name, value.encode("utf-8", "surrogateescape")) for value in edit)
+def _append_all(out: list[tuple[bytes, bytes]], name: bytes, values: Sequence[str]) -> None:
+    out.extend((name, value.encode("utf-8", "surrogateescape")) for value in values)

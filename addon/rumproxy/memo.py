@@ -54,8 +54,7 @@ class KnownPage:
 
     def body(self, snippet: bytes, encoding: str) -> bytes:
         view = memoryview(self.document if self.document is not None else self.source)
-        page = b"".join((view[: self.offset], snippet, view[self.offset :]))
-        return page if encoding == "identity" else codecs.encode(page, encoding)
+        return codecs.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
 
 
 class RewriteMemo:

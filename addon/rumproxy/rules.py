@@ -104,8 +104,7 @@ class RuleSet:
         return rules
 
     def names_host(self, host: str, port: int | None) -> bool:
-        host = host.lower().rstrip(".")
-        return any(pattern.matches(host, port) for rule in self.rules for pattern in rule.hosts)
+        return bool(self._for_site(host, port))
 
 
 def load_rules(path: Path) -> RuleSet:
