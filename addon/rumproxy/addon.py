@@ -300,6 +300,7 @@ class RumInject:
             splice=self.settings.gzip_splice,
             memo=self.memo if remembers else None,
             memo_key=key if remembers else None,
+            body_length=decision.declared_body_length(flow.response.http_version, headers) if flow.response else None,
         )
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:

@@ -56,3 +56,17 @@ def response_skip_reason(method: str, status: int, request: HeaderView, response
     if b"content-range" in response:
         return "partial content (Content-Range)"
     return None
+
+
+# HTTP versions whose body mitmproxy holds to its Content-Length: h11 and h2 end the stream with an
+# error when the body is shorter or longer. aioquic (HTTP/3) does not check.
+_LENGTH_CHECKED_VERSIONS = ("HTTP/1.1", "HTTP/1.0", "HTTP/2.0")
+
+
+def declared_body_length(http_version: str, headers: HeaderView) -> int | None:
+    """The raw body's length as its Content-Length gives it, when mitmproxy makes sure the body has
+    exactly that many bytes; None otherwise (chunked, repeated or missing header, HTTP/3)."""
+    if http_version not in _LENGTH_CHECKED_VERSIONS or b"transfer-encoding" in headers:
+        return None
+    length = headers.get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None

@@ -146,9 +146,11 @@ def _stored_header(length: int) -> bytes:
     return struct.pack("<BHH", 0, length, length ^ 0xFFFF)
 
 
-def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forwarder:
+def forwarder(
+    rewrite: GzipRewrite, rendered: Rendered, first: bytes | memoryview, body_length: int | None = None
+) -> Forwarder:
     """What sends the upstream's blocks on after `rendered.start`; `first` is its body from
-    `splice.rest_at` on."""
+    `splice.rest_at` on, `body_length` the whole body's when known."""
     splice = rewrite.splice
     assert splice is not None
     trailer = TrailerMaker(
@@ -158,7 +160,7 @@ def forwarder(rewrite: GzipRewrite, rendered: Rendered, first: bytes) -> Forward
         new_size=rendered.size,
         original_compressed=splice.rest_at,
     )
-    return Forwarder(first, splice.bit, trailer)
+    return Forwarder(first, splice.bit, trailer, body_length)
 
 
 def rewrite_whole(

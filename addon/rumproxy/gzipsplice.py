@@ -114,19 +114,34 @@ class Forwarder:
     ours to that same bit, so the upstream's bytes go on as they are, stored blocks' padding and the
     end of the stream included. Only the gzip trailer (the last 8 bytes) is held back and replaced."""
 
-    def __init__(self, first: bytes | memoryview, bit: int, trailer: TrailerMaker) -> None:
+    def __init__(
+        self, first: bytes | memoryview, bit: int, trailer: TrailerMaker, body_length: int | None = None
+    ) -> None:
         self._trailer = trailer
         self._received = len(first)  # upstream bytes from the boundary's byte on
         self.suspect: str | None = None  # set by finish() when the held bytes look like no trailer
-        self._pending = b""  # what has not gone out yet: at least the last 8 bytes
+        self._pending = b""  # what has not gone out yet: the trailer's bytes, as far as they came
+        # Upstream bytes still to come before its trailer, when the body's length says where that
+        # starts (`body_length`: Content-Length, checked by mitmproxy): chunks then go on as they
+        # are. Otherwise every chunk is copied to hold its last 8 bytes back.
+        self._before_trailer: int | None = None
+        if body_length is not None and body_length - 8 - trailer.original_compressed >= len(first):
+            self._before_trailer = body_length - 8 - trailer.original_compressed
+        lead = b""
         if bit:
             value, length = _ALIGNING_BLOCKS[bit]
             ours = value.to_bytes((length + 7) // 8, "little")
             keep = (1 << bit) - 1  # the low bits of that byte end the upstream's previous block
             joined = (ours[-1] & keep) | (first[0] & ~keep & 0xFF)
-            self._pending = ours[:-1] + bytes([joined])
+            lead = ours[:-1] + bytes([joined])
             first = memoryview(first)[1:]
-        self._first: bytes | None = self._push(first)  # goes out with the first feed()
+            if self._before_trailer is not None:
+                self._before_trailer -= 1
+        if self._before_trailer is None:
+            self._pending = lead
+            self._first: bytes | None = self._push(first)  # goes out with the first feed()
+        else:
+            self._first = lead + bytes(self._push(first))
 
     def feed(self, chunk: bytes) -> bytes:
         self._received += len(chunk)
@@ -136,12 +151,20 @@ class Forwarder:
             out = first + out if out else first
         return out
 
-    def _push(self, chunk: bytes | memoryview) -> bytes:
+    def _push(self, chunk: bytes | memoryview) -> bytes | memoryview:
+        before_trailer = self._before_trailer
+        if before_trailer is not None:
+            if len(chunk) <= before_trailer:
+                self._before_trailer = before_trailer - len(chunk)
+                return chunk
+            self._before_trailer = 0
+            self._pending += bytes(chunk[before_trailer:])
+            return bytes(chunk[:before_trailer])
         if len(chunk) < 8:
             data = self._pending + bytes(chunk)
             self._pending = data[-8:]
             return data[:-8]
-        # One copy of the chunk, not two: most of a large page's bytes pass here.
+        # One copy of the chunk, not two.
         out = b"".join((self._pending, memoryview(chunk)[:-8]))
         self._pending = bytes(chunk[-8:])
         return out
@@ -155,9 +178,12 @@ class Forwarder:
         Sets `suspect` when the held bytes do not read like the member's trailer."""
         if len(self._pending) < 8:
             raise ValueError("gzip data ends without its trailer")
-        crc, size = struct.unpack("<II", self._pending)
+        # More than 8 only when the body went on past its Content-Length, which mitmproxy does not let
+        # happen: the last 8 are the trailer all the same.
+        before, held = self._pending[:-8], self._pending[-8:]
+        crc, size = struct.unpack("<II", held)
         self.suspect = self._trailer.implausible(size, self._received)
-        return self._trailer(crc, size)
+        return before + self._trailer(crc, size)
 
 
 def _aligning_blocks() -> dict[int, tuple[int, int]]:
@@ -223,7 +249,7 @@ class TrailerMaker:
     ) -> None:
         self._original_crc, self._original_size = original_crc, original_size
         self._new_crc, self._new_size = new_crc, new_size
-        self._original_compressed = original_compressed  # upstream bytes before the boundary
+        self.original_compressed = original_compressed  # upstream bytes before the boundary
 
     def implausible(self, size: int, compressed_after: int) -> str | None:
         """Why an upstream trailer's ISIZE of `size` cannot be right, or None. Bytes after the gzip
@@ -232,9 +258,9 @@ class TrailerMaker:
         ratio so far predicts for `compressed_after` more bytes."""
         if size < self._original_size:
             return f"the trailer's size {size} is below the {self._original_size} bytes decoded before the reuse point"
-        if self._original_compressed <= 0:
+        if self.original_compressed <= 0:
             return None
-        estimate = self._original_size * (self._original_compressed + compressed_after) / self._original_compressed
+        estimate = self._original_size * (self.original_compressed + compressed_after) / self.original_compressed
         if estimate * _RATIO_SLACK < 1 << 32 and size > estimate * _RATIO_SLACK:
             return f"the trailer's size {size} is over {_RATIO_SLACK}x the {estimate:.0f} bytes the compression ratio predicts"
         return None

@@ -61,6 +61,7 @@ class SplicingTail:
         forwarder: gzipsplice.Forwarder | None = None,
         reused_from: int | None = None,
         warn_trailer: bool = True,
+        body_length: int | None = None,
     ) -> None:
         self._label = label
         self._inflater, self._writer = inflater, writer
@@ -73,17 +74,18 @@ class SplicingTail:
         # (rum_gzip_splice's help: several members, bytes after the member); logged unless told not to.
         self.trailer_suspect: str | None = None
         self._warn_trailer = warn_trailer
+        self._body_length = body_length  # the upstream body's, when known (gzipsplice.Forwarder)
 
     @classmethod
     def remembered(
         cls, rewrite: gzipmemo.GzipRewrite, rendered: gzipmemo.Rendered, body: bytes, *, label: object,
-        warn_trailer: bool = True,
+        warn_trailer: bool = True, body_length: int | None = None,
     ) -> SplicingTail:
         """A tail at the reuse point of `rewrite`, for a body that starts with its source, after
         `rendered.start` (the remembered sections around a snippet)."""
         splice = rewrite.splice
         assert splice is not None
-        forwarder = gzipmemo.forwarder(rewrite, rendered, memoryview(body)[splice.rest_at :])
+        forwarder = gzipmemo.forwarder(rewrite, rendered, memoryview(body)[splice.rest_at :], body_length)
         return cls(label=label, forwarder=forwarder, reused_from=splice.original_size, warn_trailer=warn_trailer)
 
     def write(self, decoded: bytes | memoryview) -> bytes:
@@ -146,7 +148,7 @@ class SplicingTail:
             new_size=writer.size,
             original_compressed=inflater.rest_at,
         )
-        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer)
+        self._forwarder = gzipsplice.Forwarder(inflater.rest, inflater.bit, trailer, self._body_length)
         self.reused_from = inflater.decoded
         self.close()
         out.append(self._forward(b"", end))

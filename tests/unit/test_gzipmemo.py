@@ -161,3 +161,19 @@ def test_a_memo_that_fails_leaves_the_body_to_the_usual_way(monkeypatch, caplog)
         assert not stream.outcome.remembered and stream.outcome.injected
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and "rewrite not remembered" in messages[0] and "not usable" in messages[1]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 3), cuts=st.lists(st.integers(0, 10**6), max_size=8))
+def test_a_replay_with_the_body_length_sends_the_same_bytes(seed, cuts):
+    """A remembered rewrite goes on with the upstream's chunks as they are when the length is known."""
+    document = page(400_000, seed)
+    raw = gzip.compress(document, 6)
+    memo = RewriteMemo(16 * MIB)
+    run(raw, [raw], FIRST, memo)
+    chunks = chunks_of(raw, [*cuts, len(raw) - 3])
+    without, _, _ = stream_through(raw, chunks, FIRST, memo=memo, memo_key="page")
+    known, stream, pieces = stream_through(raw, chunks, FIRST, memo=memo, memo_key="page", body_length=len(raw))
+    assert stream.outcome.remembered
+    assert known == without
+    assert gzip.decompress(known) == injected(document, FIRST)

@@ -162,3 +162,61 @@ def test_bytes_after_the_member_make_the_trailer_suspect(after, caplog):
     assert stream.reused_from is not None
     assert stream.trailer_suspect is not None
     assert "may not end in its member's trailer" in caplog.text
+
+
+def stream_results(raw: bytes, chunks: list[bytes], **kwargs) -> tuple[list[object], InjectingStream]:
+    """What each call returned, as returned (generators drained), to see which chunks went on as they came."""
+    stream = InjectingStream(encoding="gzip", snippet=SNIPPET, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
+    results: list[object] = []
+    for chunk in [*chunks, b""]:
+        result = stream(chunk)
+        results.append(result if isinstance(result, (bytes, bytearray)) else list(result))
+    return results, stream
+
+
+def joined(results: list[object]) -> bytes:
+    return b"".join(bytes(p) for r in results for p in (r if isinstance(r, list) else [r]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 5),
+    bit_seed=st.integers(0, 3),
+    cuts=st.lists(st.integers(0, 10**7), max_size=12),
+    tail_cut=st.integers(0, 20),
+)
+def test_a_known_body_length_forwards_chunks_as_they_are_with_the_same_bytes(seed, bit_seed, cuts, tail_cut):
+    """With the body's length (Content-Length), the upstream's chunks after the reuse point go out as
+    the very objects received, not copies that hold their last 8 bytes back; the output is the same."""
+    document = page(1_500_000 + 997 * bit_seed, seed)
+    raw = gzip.compress(document, 6)
+    chunks = chunks_of(raw, [*cuts, 100_000, 200_000, len(raw) - tail_cut])  # the trailer split across chunks too
+    known, known_stream = stream_results(raw, chunks, body_length=len(raw))
+    unknown, _ = stream_results(raw, chunks)
+    assert joined(known) == joined(unknown)
+    assert gzip.decompress(joined(known)) == document.replace(b"<title>", SNIPPET + b"<title>", 1)
+    assert known_stream.reused_from is not None
+    # The reuse point is some 8 KB into this body: from 60 KB on, a chunk that ends before the
+    # trailer's 8 bytes goes out as the object it came as.
+    end = 0
+    for chunk, result in zip(chunks, known):
+        start, end = end, end + len(chunk)
+        if start >= 60_000 and end <= len(raw) - 8:
+            assert result is chunk, f"bytes {start}-{end} were copied"
+
+
+def test_a_body_longer_or_shorter_than_its_length_says_is_not_cut(caplog):
+    """mitmproxy holds a body to its Content-Length; if one did not, nothing is dropped: longer, the
+    last 8 bytes are still taken for the trailer; shorter, the last bytes go out as received."""
+    document = page(300_000, 7)
+    raw = gzip.compress(document, 6)
+    chunks = chunks_of(raw, [40_000, 200_000])
+    expected = document.replace(b"<title>", SNIPPET + b"<title>", 1)
+    longer, _ = stream_results(raw, chunks, body_length=len(raw) - 100)
+    assert gzip.decompress(joined(longer)) == expected
+    with caplog.at_level(logging.WARNING, logger="rumproxy"):
+        shorter, _ = stream_results(raw, chunks, body_length=len(raw) + 100)
+    assert "gzip data ends without its trailer" in caplog.text
+    assert len(joined(shorter)) == len(joined(longer))
+    assert joined(shorter)[-8:] == raw[-8:]  # the upstream's trailer, as received: no longer the page's
+    assert zlib.decompressobj(-15).decompress(joined(shorter)[10:]) == expected
