@@ -126,7 +126,7 @@ class InjectingStream:
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
         # The raw body's length when the upstream's framing guarantees it (Content-Length): a gzip
         # tail then knows where the trailer starts and forwards chunks without holding bytes back.
-        self.body_length = body_length
+        self._body_length = body_length
 
     def _replayed(self, snippet: bytes, snippet_fixed: int) -> Replay | None:
         """The remembered rewrite of a body with the same start, made by a stream (a whole-body
@@ -286,7 +286,7 @@ class InjectingStream:
         inflater, self._inflater = self._inflater, None
         return SplicingTail(
             label=self._label, inflater=inflater, writer=writer, splice_after=splice_after, recording=recording,
-            memo=self._memo, memo_key=self._memo_key, warn_trailer=self.warn_trailer, body_length=self.body_length,
+            memo=self._memo, memo_key=self._memo_key, warn_trailer=self.warn_trailer, body_length=self._body_length,
         )
 
     def _reencoding_tail(self, end: bool) -> ReencodingTail:
@@ -396,7 +396,7 @@ class InjectingStream:
         start = rendered.start[replay.sent_bytes :]
         if rewrite.splice is not None:
             tail = SplicingTail.remembered(
-                rewrite, rendered, held, label=self._label, warn_trailer=self.warn_trailer, body_length=self.body_length
+                rewrite, rendered, held, label=self._label, warn_trailer=self.warn_trailer, body_length=self._body_length
             )
             out = start + tail.feed(b"", end)
             # Nothing above changed the stream: should it fail, _match goes on without the memo.
@@ -423,7 +423,7 @@ class InjectingStream:
             self._tail = SplicingTail(
                 label=self._label, inflater=inflater, writer=replay.writer(),
                 splice_after=rewrite.head_size + gzipsplice.WINDOW, warn_trailer=self.warn_trailer,
-                body_length=self.body_length,
+                body_length=self._body_length,
             )
             inflater.push(held)
             return self._tail.write(replay.page_after_sent(inflater)) + self._continue(end)
