@@ -96,17 +96,17 @@ class InjectingStream:
             raise codecs.UnsupportedEncoding(encoding)
         self._encoding = name
         self._identity = name == "identity"
-        self._decoder = codecs.decoder(name)
+        # Made when the body is first scanned (_start_decoding): a body that a remembered rewrite
+        # covers never needs one, and setting up an inflater costs some 100,000 instructions.
+        self._decoder: codecs.Decoder | None = None
         # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice). The
         # inflater decodes while scanning and then goes to the tail, which does the rest.
+        self._splices = splice and name == "gzip" and gzipblocks.available()
         self._inflater: gzipblocks.BlockInflater | None = None
         self._tail: SplicingTail | ReencodingTail | None = None  # what goes on after the snippet
-        if splice and name == "gzip" and gzipblocks.available():
-            decoder = gzipblocks.SplicingDecoder(window=max(scanner.limit, 16 * 1024))
-            self._decoder, self._inflater = decoder, decoder.inflater
         # gzip that splices: the rewrite of an earlier body with the same bytes up to the reuse point
         # (gzipmemo), and what is kept of this body's to remember it.
-        self._memo = memo if memo is not None and memo.budget and self._inflater is not None else None
+        self._memo = memo if memo is not None and memo.budget and self._splices else None
         self._memo_key = memo_key
         self._replay = self._replayed(snippet, snippet_fixed)
         self._snippet = snippet
@@ -187,8 +187,14 @@ class InjectingStream:
         if chunk:
             self._raw.append(chunk)
             self._raw_size += len(chunk)
+        decoder = self._decoder
+        if decoder is None:
+            try:
+                decoder = self._start_decoding()
+            except Exception as e:  # fail open: without a decoder the body goes on as received
+                return self._pass_raw(f"no {self._encoding} decoder: {e!r}", warn=True)
         try:
-            decoded = self._decoder.flush() if end else self._decoder.feed(chunk)
+            decoded = decoder.flush() if end else decoder.feed(chunk)
         except ValueError as e:
             return self._pass_raw(f"decode error: {e}", warn=True)
         try:
@@ -215,6 +221,16 @@ class InjectingStream:
             return self._inject(insertion, end)
         except Exception as e:  # fail open: a scanner bug must not break the page
             return self._pass_raw(f"injection failed: {e!r}", warn=True)
+
+    def _start_decoding(self) -> codecs.Decoder:
+        decoder: codecs.Decoder
+        if self._splices:
+            decoder = gzipblocks.SplicingDecoder(window=max(self._scanner.limit, 16 * 1024))
+            self._inflater = decoder.inflater
+        else:
+            decoder = codecs.decoder(self._encoding)
+        self._decoder = decoder
+        return decoder
 
     def _inject(self, insertion: Insertion, end: bool) -> bytes | Iterator[bytes]:
         if self._identity:
@@ -291,7 +307,9 @@ class InjectingStream:
 
     def _reencoding_tail(self, end: bool) -> ReencodingTail:
         # At the end of the body the scan has flushed the decoder already.
-        return ReencodingTail(codecs.Decoder() if end else self._decoder, codecs.encoder(self._encoding))
+        decoder = self._decoder
+        assert decoder is not None  # the scan made it
+        return ReencodingTail(codecs.Decoder() if end else decoder, codecs.encoder(self._encoding))
 
     def _release(self) -> None:
         # A tail that decodes on has the decoder or the inflater; the stream lets go of them (a

@@ -177,3 +177,30 @@ def test_a_replay_with_the_body_length_sends_the_same_bytes(seed, cuts):
     assert stream.outcome.remembered
     assert known == without
     assert gzip.decompress(known) == injected(document, FIRST)
+
+
+def test_a_remembered_body_is_never_decoded(monkeypatch):
+    """Setting up an inflater is some 100,000 instructions: a body the memo covers does without."""
+    document = page(400_000, 2)
+    raw = gzip.compress(document, 6)
+    memo = RewriteMemo(16 * MIB)
+    run(raw, [raw], FIRST, memo)
+    made = []
+    original = gzipblocks.SplicingDecoder.__init__
+    monkeypatch.setattr(gzipblocks.SplicingDecoder, "__init__", lambda self, window: made.append(window) or original(self, window))
+    output, stream = run(raw, chunks_of(raw, [20_000, 90_000]), SECOND, memo)
+    assert stream.outcome.remembered and made == []
+    assert gzip.decompress(output) == injected(document, SECOND)
+
+
+def test_a_decoder_that_cannot_be_made_leaves_the_body_as_received(monkeypatch, caplog):
+    raw = gzip.compress(page(50_000, 3), 6)
+
+    def fail(self, window):
+        raise RuntimeError("inflateInit2 failed")
+
+    monkeypatch.setattr(gzipblocks.SplicingDecoder, "__init__", fail)
+    with caplog.at_level(logging.WARNING, logger="rumproxy"):
+        output, stream = run(raw, chunks_of(raw, [7000]), FIRST, RewriteMemo(16 * MIB))
+    assert output == raw and not stream.outcome.injected
+    assert "no gzip decoder" in caplog.text
