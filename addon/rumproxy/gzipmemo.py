@@ -84,14 +84,14 @@ class Rendered(NamedTuple):
 def render(rewrite: GzipRewrite, snippet: bytes, fixed: int = 0) -> Rendered:
     """The remembered page around `snippet`, whose first `fixed` bytes every page of its rule has."""
     section = snippet_section(snippet, fixed)
-    opening_crc = codecs.deflate_lib.crc32(snippet, rewrite.head_crc)
+    opening_crc, crc = _page_crcs(rewrite, snippet)
     opening_size = rewrite.head_size + len(snippet)
     return Rendered(
         start=b"".join((rewrite.head, section, rewrite.tail)),
         opening=len(rewrite.head) + len(section),
         opening_crc=opening_crc,
         opening_size=opening_size,
-        crc=crc32_combine(opening_crc, rewrite.tail_crc, rewrite.tail_size),
+        crc=crc,
         size=opening_size + rewrite.tail_size,
     )
 
@@ -100,10 +100,15 @@ def whole_body(rewrite: GzipRewrite, snippet: bytes, fixed: int = 0) -> bytes:
     """render() and the trailer, for a rewrite of a whole body: in one join, the body of most small
     gzip pages."""
     assert rewrite.splice is None
-    opening_crc = codecs.deflate_lib.crc32(snippet, rewrite.head_crc)
-    crc = crc32_combine(opening_crc, rewrite.tail_crc, rewrite.tail_size)
+    _, crc = _page_crcs(rewrite, snippet)
     trailer = gzip_trailer(crc, rewrite.head_size + len(snippet) + rewrite.tail_size)
     return b"".join((rewrite.head, snippet_section(snippet, fixed), rewrite.tail, trailer))
+
+
+def _page_crcs(rewrite: GzipRewrite, snippet: bytes) -> tuple[int, int]:
+    """CRC-32 of the page up to the snippet's end, and of all of it, with `snippet` in it."""
+    opening_crc = codecs.deflate_lib.crc32(snippet, rewrite.head_crc)
+    return opening_crc, crc32_combine(opening_crc, rewrite.tail_crc, rewrite.tail_size)
 
 
 def snippet_section(snippet: bytes, fixed: int = 0) -> bytes:
