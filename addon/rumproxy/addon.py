@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.utils import human
 
 from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
 from rumproxy.flownotes import UrlLabel, annotate
@@ -27,9 +28,10 @@ from rumproxy.stream import InjectingStream, StreamOutcome
 logger = logging.getLogger(__name__)
 
 STREAM_MODES = ("auto", "always", "never")
-# Bodies up to this size are rewritten whole; larger or unsized ones stream. Measured with
-# scripts/bench: up to ~300 KB whole-body rewriting has the better throughput and the same time to
-# first byte; from ~512 KB streaming's first byte beats even plain mitmdump's (README, Performance).
+# rum_stream=auto's default: bodies up to this size are rewritten whole; larger or unsized ones
+# stream. Measured with scripts/bench: up to ~300 KB whole-body rewriting has the better throughput
+# and the same time to first byte; from ~512 KB streaming's first byte beats even plain mitmdump's
+# (README, Performance).
 STREAM_ABOVE = 384 * 1024
 MEMO_MIB = 16  # remembered rewrites: some 2,000 pages of 10 KB, or 200 large gzip ones (~80 KB each)
 
@@ -41,12 +43,30 @@ class Settings:
 
     scan_limit: int
     stream: str
+    stream_above: int
     gzip_splice: bool
     prefer_gzip: bool
 
     @classmethod
     def from_options(cls, options) -> Settings:
-        return cls(options.rum_scan_limit, options.rum_stream, options.rum_gzip_splice, options.rum_prefer_gzip)
+        return cls(
+            options.rum_scan_limit,
+            options.rum_stream,
+            parse_stream_above(options.rum_stream_above),
+            options.rum_gzip_splice,
+            options.rum_prefer_gzip,
+        )
+
+
+def parse_stream_above(value: str) -> int:
+    """Bytes from a size as mitmproxy's stream_large_bodies takes it: 400000, 384k, 4m."""
+    try:
+        size = human.parse_size(value.strip().lower())
+    except ValueError:
+        size = None
+    if size is None or size < 0:
+        raise ValueError(f"a size in bytes like 384k or 4m (k, m, g: powers of 1024), got {value!r}")
+    return size
 
 
 @dataclasses.dataclass
@@ -96,6 +116,16 @@ class RumInject:
             choices=STREAM_MODES,
         )
         loader.add_option(
+            "rum_stream_above",
+            str,
+            f"{STREAM_ABOVE // 1024}k",
+            "With rum_stream=auto: a page whose Content-Length is at most this size is rewritten whole "
+            "(buffered, then sent with its new Content-Length); a larger one, or one without a "
+            "Content-Length, streams. Higher: less proxy CPU per page of a few MB (mitmproxy's buffered "
+            "path is cheaper than its streaming), a later first byte, and the whole body in memory per "
+            "response in flight. Sizes as for stream_large_bodies: 400000, 384k, 4m.",
+        )
+        loader.add_option(
             "rum_gzip_splice",
             bool,
             True,
@@ -124,6 +154,11 @@ class RumInject:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "rum_stream_above" in updated:
+            try:
+                parse_stream_above(ctx.options.rum_stream_above)
+            except ValueError as e:
+                raise exceptions.OptionsError(f"rum_stream_above: {e}") from None
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
             raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
         if "rum_memo" in updated:
@@ -273,7 +308,7 @@ class RumInject:
             return False
         if mode == "auto":
             length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) <= STREAM_ABOVE:
+            if length is not None and length.isdigit() and int(length) <= self.settings.stream_above:
                 return False
         return streamable(plan, headers)
 

@@ -201,3 +201,26 @@ def test_the_same_gzip_page_again_gets_its_own_trace(auto_proxy, page, path, len
         assert f'"pageLoadTraceId":"{trace_id}"'.encode() in inserted
         traces.add(trace_id)
     assert len(traces) == 3
+
+
+def test_rum_stream_above_buffers_a_sized_page_up_to_its_size(large_upstream, page, rules_file):
+    """Raised above 20 MB, rum_stream_above has auto rewrite the sized 20 MB page whole: it arrives
+    with its new Content-Length instead of chunked; a page without a Content-Length still streams."""
+    with Mitmdump(mode=f"reverse:{large_upstream}", rules=rules_file, args=["--set", "rum_stream_above=32m"]) as proxy:
+        session = requests.Session()
+        session.trust_env = False
+        for length in ("yes", "no"):
+            response = session.get(f"{proxy.url}/large?encoding=identity&length={length}",
+                                   headers={**NAVIGATION, "Accept-Encoding": "identity"}, stream=True, timeout=120)
+            raw = response.raw.read(decode_content=False)
+            assert response.status_code == 200 and response.headers["x-rum-injected"]
+            if length == "yes":
+                assert response.headers["content-length"] == str(len(raw))
+                assert "transfer-encoding" not in response.headers
+            else:
+                assert "content-length" not in response.headers
+                assert response.headers["transfer-encoding"] == "chunked"
+            offset, inserted = split_insertion(page, raw, starts_with=b"<script")
+            assert page[:offset].endswith(b'<meta charset="utf-8">')
+            assert inserted.startswith(b'<script src="/__rum/') and raw.count(b'<script src="/__rum/') == 1
+

@@ -35,6 +35,17 @@ def test_a_bad_rules_file_stops_mitmdump_with_file_line_and_key(tmp_path):
     assert f"{rules}:4: rules[0].agnet: unknown key" in output
 
 
+def test_a_bad_option_value_stops_mitmdump_naming_the_option(tmp_path):
+    run = subprocess.run(
+        [venv_bin("mitmdump"), "-s", str(ADDON_SCRIPT), "--listen-host", "127.0.0.1", "--listen-port", "0",
+         "--set", f"confdir={tmp_path}", "--set", "rum_stream_above=2.5m"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "rum_stream_above: a size in bytes like 384k or 4m (k, m, g: powers of 1024), got '2.5m'" in output
+
+
 def test_the_embedded_default_is_used_without_the_option(http, upstream, tmp_path):
     with Mitmdump(mode=f"reverse:{upstream.url}") as proxy:
         assert service_name(http, proxy) == "demo-frontend"

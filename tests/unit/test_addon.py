@@ -52,12 +52,16 @@ def page_flow(host: str = "shop.test", body: bytes = PAGE, **response_headers: s
     return flow
 
 
-def run(addon: RumInject, flow) -> None:
+def run_headers(addon: RumInject, flow) -> None:
     response = flow.response
     flow.response = None
     addon.request(flow)
     flow.response = response
     addon.responseheaders(flow)
+
+
+def run(addon: RumInject, flow) -> None:
+    run_headers(addon, flow)
     addon.response(flow)
 
 
@@ -203,6 +207,57 @@ def test_streaming_is_chosen_for_unsized_bodies(rules):
         out = b"".join(bytes(flow.response.stream(PAGE[i : i + 7])) for i in range(0, len(PAGE), 7)) + flow.response.stream(b"")
         assert out.replace(out[out.index(b"<script") : out.rindex(b"</script>") + 9], b"") == PAGE
         assert flow.metadata["rumproxy"]["action"].startswith("injected while streaming")
+
+
+@pytest.mark.parametrize(
+    "stream_above, length, streams",
+    [
+        ("384k", 384 * 1024, False),  # the default: up to and including the size, whole
+        ("384k", 384 * 1024 + 1, True),
+        ("4m", 3 * 1024 * 1024, False),
+        ("4M", 4 * 1024 * 1024 + 1, True),
+        ("1000", 1000, False),
+        ("0", 100, True),
+    ],
+)
+def test_rum_stream_above_is_where_auto_starts_streaming_sized_pages(rules, stream_above, length, streams):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream_above=stream_above)
+        flow = page_flow()
+        flow.response.headers["content-length"] = str(length)  # only the header decides
+        run_headers(rum, flow)
+        assert bool(flow.response.stream) is streams
+        assert ("content-length" in flow.response.headers) is not streams
+
+
+def test_rum_stream_above_leaves_unsized_pages_streaming_and_always_and_never_alone(rules):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream_above="1g")
+        unsized = page_flow()
+        del unsized.response.headers["content-length"]
+        run_headers(rum, unsized)
+        assert callable(unsized.response.stream)
+        tctx.configure(rum, rum_stream="always")
+        small = page_flow()
+        run_headers(rum, small)
+        assert callable(small.response.stream)
+        tctx.configure(rum, rum_stream="never", rum_stream_above="0")
+        large = page_flow()
+        large.response.headers["content-length"] = str(10 << 20)
+        run_headers(rum, large)
+        assert not large.response.stream
+
+
+@pytest.mark.parametrize("value", ["", "lots", "2.5m", "-1", "4q"])
+def test_a_bad_rum_stream_above_is_refused_and_the_last_good_value_stays(rules, value):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream_above="1m")
+        with pytest.raises(exceptions.OptionsError, match=r"rum_stream_above: a size in bytes like 384k"):
+            tctx.configure(rum, rum_stream_above=value)
+        assert rum.settings.stream_above == 1 << 20
 
 
 def large_page(size: int = 200_000) -> bytes:
