@@ -24,6 +24,7 @@ from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome
+from rumproxy.streamnotices import OwnStreamNotices
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class RumInject:
         self.memo = memo.RewriteMemo(MEMO_MIB << 20)
         self.settings: Settings | None = None  # set by configure(), with the rules the hooks wait for
         self.watcher = RulesWatcher(self._reload)
+        self.stream_notices = OwnStreamNotices()
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -175,10 +177,12 @@ class RumInject:
             self.watcher.watch(path)
 
     def running(self) -> None:
+        self.stream_notices.install()
         self.watcher.start()
 
     def done(self) -> None:
         self.watcher.stop()
+        self.stream_notices.uninstall()
 
     def _reload(self, path: Path) -> None:
         try:
@@ -288,6 +292,7 @@ class RumInject:
             framing[b"transfer-encoding"] = "chunked"
         response.headers.fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, state.plan.csp, framing)
         response.stream = stream
+        self.stream_notices.expect(flow.request.host)
 
     def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:
         """A rule with inject: false still tells the client which trace its page is in."""

@@ -169,3 +169,19 @@ def test_the_agent_is_served_on_the_page_origin(http, proxy):
     again = http.get(proxy.url + src, headers={"If-None-Match": bundle.headers["etag"]}, timeout=10)
     assert again.status_code == 304 and again.content == b""
     assert http.get(proxy.url + "/__rum/0000/unknown.js", timeout=10).status_code == 404
+
+
+def test_mitmproxys_streaming_notice_is_left_out_for_pages_the_addon_streams(http, upstream, rules_file):
+    """mitmproxy logs "Streaming response from <host>." for every streamed response: not for the
+    pages the addon streams (their flow says what was done), still for what others stream."""
+    args = ["--set", "stream_large_bodies=1k"]
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules_file, args=args) as proxy:
+        page = fetch(http, f"{proxy.url}/page?body=prose&chunked=1")
+        assert page.status_code == 200 and b'<script src="/__rum/' in page.raw_body
+        proxy.wait_for_log(r"/page\?body=prose&chunked=1\s*\n?\s*<< 200", timeout=10)
+        assert "Streaming response from" not in proxy.log_text()
+        mark = proxy.mark()
+        text = fetch(http, f"{proxy.url}/page?body=prose&ctype=text/plain")  # no rule injects into text/plain
+        assert text.status_code == 200 and text.raw_body == BODIES["prose"]
+        proxy.wait_for_log(r"/page\?body=prose&ctype=text/plain\s*\n?\s*<< 200", since=mark, timeout=10)
+        assert proxy.log_text(since=mark).count("Streaming response from 127.0.0.1.") == 1
