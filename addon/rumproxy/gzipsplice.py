@@ -151,21 +151,6 @@ class Forwarder:
             out = first + out if out else first
         return out
 
-    def lend(self) -> int:
-        """The upstream bytes before its trailer that the caller may send on as they come instead of
-        feeding them: only with the body's length, once nothing of ours waits to go first. They count
-        as fed; settle() gives back what did not come before the next feed() or finish()."""
-        if self._before_trailer is None or self._first is not None:
-            return 0
-        lent, self._before_trailer = self._before_trailer, 0
-        self._received += lent
-        return lent
-
-    def settle(self, unused: int) -> None:
-        assert self._before_trailer is not None and 0 <= unused
-        self._before_trailer += unused
-        self._received -= unused
-
     def _push(self, chunk: bytes | memoryview) -> bytes | memoryview:
         before_trailer = self._before_trailer
         if before_trailer is not None:

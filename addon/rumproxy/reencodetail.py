@@ -34,13 +34,6 @@ class ReencodingTail:
             return b""  # nothing to flush: an empty flush block would only add bytes
         return (encoder.feed(decoded) if decoded else b"") + encoder.sync()
 
-    def lend(self) -> int:
-        """As SplicingTail.lend: none, every chunk is decoded and encoded again."""
-        return 0
-
-    def settle(self, unused: int) -> None:
-        pass
-
     def abandon(self) -> bytes:
         """Our encoded data, ended cleanly, for the rest of the body to pass as received."""
         encoder = self._encoder

@@ -102,16 +102,6 @@ class SplicingTail:
             self._recording.keep(chunk)
         return self._splice(chunk, end)
 
-    def lend(self) -> int:
-        """How many of the upstream's next bytes the stream may send on itself, as they come, without
-        feed(): while the upstream's blocks go on and the body's length says where its trailer starts
-        (gzipsplice.Forwarder.lend). Before the next feed(), settle() gives back what did not come."""
-        return self._forwarder.lend() if self._forwarder is not None else 0
-
-    def settle(self, unused: int) -> None:
-        assert self._forwarder is not None
-        self._forwarder.settle(unused)
-
     def abandon(self) -> bytes:
         """Our deflate data, ended cleanly, for the rest of the body to pass as received."""
         writer = self._writer

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import sys
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
@@ -62,9 +61,6 @@ class _State(enum.Enum):
     INJECTED = "injected"  # snippet sent; re-encoding the rest (gzip that splices: the SplicingTail)
     RAW = "raw"  # forwarding the upstream bytes untouched
     ENDED = "ended"
-
-
-_UNBOUNDED = sys.maxsize  # the rest of the body
 
 
 class InjectingStream:
@@ -131,12 +127,6 @@ class InjectingStream:
         # The raw body's length when the upstream's framing guarantees it (Content-Length): a gzip
         # tail then knows where the trailer starts and forwards chunks without holding bytes back.
         self._body_length = body_length
-        # How many of the next body bytes go on as they come, without a look: after the snippet of an
-        # identity page, a body passed as received, and what a gzip tail lends once it forwards the
-        # upstream's blocks as they are. Large pages are mostly such chunks, and the calls through
-        # the stream, its tail and the forwarder cost some 10,000 instructions a chunk.
-        self._as_is = 0
-        self._lender: SplicingTail | ReencodingTail | None = None  # the tail that lent them, if one did
 
     def _replayed(self, snippet: bytes, snippet_fixed: int) -> Replay | None:
         """The remembered rewrite of a body with the same start, made by a stream (a whole-body
@@ -164,33 +154,14 @@ class InjectingStream:
         return self._raw_size + len(self._decoded)
 
     def __call__(self, chunk: bytes) -> bytes | bytearray | Iterator[bytes]:
-        size = len(chunk)
-        if 0 < size <= self._as_is:
-            self._as_is -= size
-            return chunk
-        if self._as_is:
-            self._settle()
-        end = not size
+        end = not chunk
         out = self._dispatch(chunk, end)
         if end:
             self._state = _State.ENDED
             if isinstance(out, (bytes, bytearray)):
                 self._drop_codecs()
             return out
-        state = self._state
-        if state is _State.RAW or (state is _State.INJECTED and self._identity):
-            self._as_is = _UNBOUNDED
-        elif state is _State.INJECTED and self._tail is not None:
-            self._as_is = self._tail.lend()
-            self._lender = self._tail if self._as_is else None
         return out if out else bytearray()
-
-    def _settle(self) -> None:
-        """Before the next chunk goes the long way: what the tail lent and did not come goes back to it."""
-        unused, self._as_is = self._as_is, 0
-        lender, self._lender = self._lender, None
-        if lender is not None:
-            lender.settle(unused)
 
     def _dispatch(self, chunk: bytes, end: bool) -> bytes | bytearray | Iterator[bytes]:
         state = self._state

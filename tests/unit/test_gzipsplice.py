@@ -205,37 +205,6 @@ def test_a_known_body_length_forwards_chunks_as_they_are_with_the_same_bytes(see
             assert result is chunk, f"bytes {start}-{end} were copied"
 
 
-def test_with_the_length_the_stream_sends_the_upstreams_chunks_without_its_tail(monkeypatch):
-    """Past the reuse point the stream returns the chunks before the trailer itself, without a call
-    through its tail and forwarder (some 10,000 instructions a chunk): of the chunks after the reuse
-    point only the one (or two) with the trailer go through the forwarder."""
-    document = page(1_500_000, 3)
-    raw = gzip.compress(document, 6)
-    chunks = chunks_of(raw, list(range(8_192, len(raw), 8_192)))
-    fed = []
-    original = gzipsplice.Forwarder.feed
-    monkeypatch.setattr(gzipsplice.Forwarder, "feed", lambda self, chunk: fed.append(len(chunk)) or original(self, chunk))
-    results, stream = stream_results(raw, chunks, body_length=len(raw))
-    assert gzip.decompress(joined(results)) == document.replace(b"<title>", SNIPPET + b"<title>", 1)
-    assert stream.reused_from is not None and len(chunks) > 20
-    with_bytes = [size for size in fed if size]  # feed(b""): flushes
-    assert len(with_bytes) <= 2, f"{len(with_bytes)} of {len(chunks)} chunks went through the forwarder"
-
-
-def test_a_forwarder_lends_the_bytes_before_the_trailer_and_takes_back_what_did_not_come():
-    trailer = gzipsplice.TrailerMaker(original_crc=0, original_size=0, new_crc=0, new_size=0, original_compressed=10)
-    # 10 upstream bytes before the boundary, 10 from it that came with the boundary, 90 more, a trailer.
-    forwarder = gzipsplice.Forwarder(b"0123456789", 0, trailer, body_length=10 + 10 + 90 + 8)
-    assert forwarder.lend() == 0  # its first bytes go out with the first feed(): nothing lent before
-    assert forwarder.feed(b"") == b"0123456789"
-    assert forwarder.lend() == 90
-    assert forwarder.lend() == 0  # lent once
-    forwarder.settle(40)  # 50 of them came and went out as they were
-    assert forwarder.feed(b"a" * 48) == b"a" * 40 and forwarder.held == b"a" * 8
-    assert forwarder.lend() == 0
-    assert gzipsplice.Forwarder(b"0123456789", 0, trailer).lend() == 0  # without the length: nothing
-
-
 def test_a_body_longer_or_shorter_than_its_length_says_is_not_cut(caplog):
     """mitmproxy holds a body to its Content-Length; if one did not, nothing is dropped: longer, the
     last 8 bytes are still taken for the trailer; shorter, the last bytes go out as received."""
