@@ -27,6 +27,13 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
     return not accept or "text/html" in accept or "application/xhtml+xml" in accept or "*/*" in accept
 
 
+def is_subresource(request_headers: HeaderView) -> bool:
+    """A browser's request for something other than a page (a script, an image, a fetch), as its
+    `Sec-Fetch-Dest` says: neither it nor its response is ever changed."""
+    destination = request_headers.get(b"sec-fetch-dest")
+    return destination is not None and destination.strip().lower() not in NAVIGATION_DESTINATIONS
+
+
 def media_type(headers: HeaderView) -> str:
     return headers.get(b"content-type", "").split(";", 1)[0].strip().lower()
 

@@ -120,7 +120,6 @@ SKIPS = [
     ("GET", "body=basic&h=X-RUM-Injected: elsewhere", {}, "already instrumented"),
     ("GET", "body=amp", {}, "AMP page"),
     ("GET", "body=withagent", {}, "loads the Elastic RUM agent already"),
-    ("GET", "body=basic", {"Sec-Fetch-Dest": "empty"}, "not a page navigation"),
     ("GET", "body=basic&encoding=gzip, br", {}, "unsupported Content-Encoding"),
     ("GET", "body=basic&ctype=text/html; charset=utf-16", {}, "not ASCII-compatible"),
     ("GET", "b64=" + base64.urlsafe_b64encode(b"not gzip at all").decode() + "&h=Content-Encoding: gzip", {}, "cannot be decoded"),
@@ -141,6 +140,21 @@ def test_skipped_responses_are_left_exactly_as_received(http, upstream, proxy, m
     else:
         reason = STREAM_REASONS[reason]
     proxy.wait_for_log(re.escape("not injected: ") + ".*" + re.escape(reason), since=mark, timeout=10)
+
+
+@pytest.mark.parametrize("destination", ["empty", "script"])
+def test_a_browsers_subresource_request_is_passed_on_without_a_look(http, upstream, proxy, destination):
+    """Sec-Fetch-Dest other than document, iframe or frame: not tracked, nothing changed and no log
+    line, even for an HTML response (a fetch of a fragment, say)."""
+    mark = proxy.mark()
+    direct, proxied = direct_and_proxied(http, upstream, proxy, f"body=basic&d={destination}", headers={"Sec-Fetch-Dest": destination})
+    assert proxied.status_code == direct.status_code == 200
+    assert proxied.raw_body == direct.raw_body
+    for name in ("content-length", "content-encoding", "content-type", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name), name
+    assert "x-rum-injected" not in proxied.headers and "server-timing" not in proxied.headers
+    proxy.wait_for_log(rf"/page\?body=basic&d={destination}\s*\n?\s*<< 200", since=mark, timeout=10)
+    assert "not injected" not in proxy.log_text(since=mark)
 
 
 def test_requests_for_hosts_no_rule_names_are_untouched(http, upstream, tmp_path):

@@ -91,6 +91,40 @@ def test_unmatched_host_is_not_touched_at_all(rules):
         assert "rumproxy" not in flow.metadata and not flow.comment
 
 
+@pytest.mark.parametrize("destination", ["script", "style", "image", "empty", " Font "])
+def test_a_browsers_subresource_request_is_not_tracked_or_touched(rules, caplog, destination):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow()  # an HTML response, even: the request says it is no page
+        flow.request.headers["sec-fetch-dest"] = destination
+        before = flow.copy()
+        response = flow.response
+        flow.response = None
+        with caplog.at_level(logging.DEBUG, logger="rumproxy"):
+            rum.request(flow)
+            assert flow not in rum.flows
+            flow.response = response
+            rum.responseheaders(flow)
+            rum.response(flow)
+        assert flow.response.raw_content == before.response.raw_content
+        assert flow.response.headers == before.response.headers
+        assert flow.request.headers == before.request.headers
+        assert "rumproxy" not in flow.metadata and not flow.comment
+        assert not caplog.records
+
+
+@pytest.mark.parametrize("destination", ["document", "iframe", "frame"])
+def test_navigations_into_frames_are_tracked(rules, destination):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow()
+        flow.request.headers["sec-fetch-dest"] = destination
+        run(rum, flow)
+        assert b"/__rum/" in flow.response.content
+
+
 CHROMIUM_ACCEPT_ENCODING = "gzip, deflate, br, zstd"
 
 
