@@ -66,7 +66,9 @@ def parse_stream_above(value: str) -> int:
     except ValueError:
         size = None
     if size is None or size < 0:
-        raise ValueError(f"a size in bytes like 384k or 4m (k, m, g: powers of 1024), got {value!r}")
+        raise exceptions.OptionsError(
+            f"rum_stream_above: a size in bytes like 384k or 4m (k, m, g: powers of 1024), got {value!r}"
+        )
     return size
 
 
@@ -75,7 +77,6 @@ class FlowState:
     """What the request hook decided, for the response hooks of the same flow."""
 
     rule: Rule
-    request_headers: HeaderView
     trace: PageTrace | None = None
     tracestate: str | None = None
     plan: Plan | None = None
@@ -156,11 +157,6 @@ class RumInject:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "rum_stream_above" in updated:
-            try:
-                parse_stream_above(ctx.options.rum_stream_above)
-            except ValueError as e:
-                raise exceptions.OptionsError(f"rum_stream_above: {e}") from None
         if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
             raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
         if "rum_memo" in updated:
@@ -240,7 +236,7 @@ class RumInject:
         upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip)
         if upstream.edits:
             request_headers.fields = headers.edited(upstream.edits)
-        self.flows[flow] = FlowState(rule, headers, upstream.trace, upstream.tracestate)
+        self.flows[flow] = FlowState(rule, upstream.trace, upstream.tracestate)
 
     def _serve(self, flow: http.HTTPFlow, entry: hosting.HostedFile) -> None:
         request = flow.request
@@ -268,9 +264,7 @@ class RumInject:
         if not state.rule.inject:
             self.flows.pop(flow, None)
             return self._trace_only(flow, state, headers)
-        skip = decision.response_skip_reason(
-            flow.request.method, response.status_code, state.request_headers, headers, state.rule
-        )
+        skip = decision.response_skip_reason(flow.request.method, response.status_code, headers, state.rule)
         if skip is None:
             state.plan = self._plan(flow, state, headers)
             if state.plan is None:

@@ -38,8 +38,9 @@ def media_type(headers: HeaderView) -> str:
     return headers.get(b"content-type", "").split(";", 1)[0].strip().lower()
 
 
-def response_skip_reason(method: str, status: int, request: HeaderView, response: HeaderView, rule: Rule) -> str | None:
-    """Why this response is left exactly as received, or None when it may be instrumented."""
+def response_skip_reason(method: str, status: int, response: HeaderView, rule: Rule) -> str | None:
+    """Why this response is left exactly as received, or None when it may be instrumented. (A
+    browser's sub-resource never gets here: the request hook leaves it alone, `is_subresource`.)"""
     if method == "HEAD":
         return "HEAD request"
     if status < 200 or status in NO_BODY_STATUSES:
@@ -49,9 +50,6 @@ def response_skip_reason(method: str, status: int, request: HeaderView, response
         if kind in XHTML_TYPES:
             return "application/xhtml+xml (set xhtml: true on the rule to instrument it)"
         return f"not HTML (content-type {kind or 'missing'})"
-    destination = request.get(b"sec-fetch-dest")
-    if destination is not None and destination.strip().lower() not in NAVIGATION_DESTINATIONS:
-        return f"not a page navigation (Sec-Fetch-Dest: {destination})"
     if MARKER_HEADER_KEY in response:
         return f"already instrumented ({MARKER_HEADER} present)"
     if b"content-disposition" in response and response.text(b"content-disposition").split(";", 1)[0].strip().lower() == "attachment":
