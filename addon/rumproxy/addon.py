@@ -17,6 +17,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import human
 
 from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
+from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
 from rumproxy.headerview import Edit, HeaderView
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
@@ -287,7 +288,7 @@ class RumInject:
         if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.get(b"transfer-encoding", ""):
             framing[b"transfer-encoding"] = "chunked"
         response.headers.fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, state.plan.csp, framing)
-        response.stream = stream
+        response.stream = CoalescingStream(stream)
         self.stream_notices.expect(flow.request.host)
 
     def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:

@@ -76,3 +76,28 @@ def test_the_head_goes_out_before_the_app_sends_the_rest(http: requests.Session,
         output = gzip.decompress(raw) if encoding == "gzip" else raw
         offset, inserted = split_insertion(page, output, starts_with=b"<script")
         assert page[:offset].endswith(b'<meta charset="utf-8">') and snippet_end in inserted
+
+
+def test_a_large_flush_reaches_the_client_whole_before_the_app_sends_the_rest(http: requests.Session,
+                                                                             upstream: Upstream, auto_proxy):
+    """mitmproxy reads the upstream 64 KB at a time, and the proxy holds what full reads give to
+    send it in fewer pieces (coalesce), never past the read that takes the last of what the app
+    has sent."""
+    hold, flushed, page = f"large-{uuid.uuid4().hex}", 600_000, BODIES["big"]
+    try:
+        response = http.get(f"{auto_proxy.url}/page?body=big&chunked=1&chunksize={flushed}&hold={hold}",
+                            stream=True, timeout=(10, HEAD_TIMEOUT), headers={**NAVIGATION, "Accept-Encoding": "identity"})
+        assert response.status_code == 200
+        raw = b""
+        chunks = response.raw.read_chunked(decode_content=False)
+        for chunk in chunks:
+            raw += chunk
+            if len(raw) > flushed and raw.endswith(page[flushed - 100 : flushed]):
+                break
+        assert b"pageLoadTraceId" in raw and raw.endswith(page[flushed - 100 : flushed])
+    finally:
+        http.post(f"{upstream.url}/__release", params={"name": hold}, timeout=10)
+    for chunk in chunks:
+        raw += chunk
+    offset, inserted = split_insertion(page, raw, starts_with=b"<script")
+    assert b"pageLoadTraceId" in inserted

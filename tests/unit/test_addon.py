@@ -65,6 +65,11 @@ def run(addon: RumInject, flow) -> None:
     addon.response(flow)
 
 
+def sent(result) -> bytes:
+    """What mitmproxy sends of a stream call's result: bytes, or an iterable of bytes pieces."""
+    return bytes(result) if isinstance(result, (bytes, bytearray)) else b"".join(result)
+
+
 def test_injects_and_annotates(rules):
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
@@ -238,7 +243,7 @@ def test_streaming_is_chosen_for_unsized_bodies(rules):
         assert callable(flow.response.stream)
         assert "content-length" not in flow.response.headers
         assert flow.response.headers["transfer-encoding"] == "chunked"
-        out = b"".join(bytes(flow.response.stream(PAGE[i : i + 7])) for i in range(0, len(PAGE), 7)) + flow.response.stream(b"")
+        out = b"".join(sent(flow.response.stream(chunk)) for chunk in [*(PAGE[i : i + 7] for i in range(0, len(PAGE), 7)), b""])
         assert out.replace(out[out.index(b"<script") : out.rindex(b"</script>") + 9], b"") == PAGE
         assert flow.metadata["rumproxy"]["action"].startswith("injected while streaming")
 
@@ -361,11 +366,7 @@ def test_a_whole_gzip_page_with_bytes_after_its_member_is_recompressed_whole(rul
 def stream_through(flow) -> bytes:
     """What the client receives of a streamed body sent in 16 KB chunks."""
     raw = flow.response.raw_content
-    out = []
-    for chunk in [*(raw[i : i + 16384] for i in range(0, len(raw), 16384)), b""]:
-        result = flow.response.stream(chunk)
-        out.extend(bytes(p) for p in ([result] if isinstance(result, (bytes, bytearray)) else result))
-    return b"".join(out)
+    return b"".join(sent(flow.response.stream(chunk)) for chunk in [*(raw[i : i + 16384] for i in range(0, len(raw), 16384)), b""])
 
 
 @pytest.mark.parametrize(
