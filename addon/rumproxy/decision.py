@@ -15,12 +15,18 @@ NAVIGATION_DESTINATIONS = ("document", "iframe", "frame")
 NO_BODY_STATUSES = (204, 206, 304)
 
 
+def fetch_destination(request_headers: HeaderView) -> str | None:
+    """`Sec-Fetch-Dest`, trimmed and lowercased; None from clients that send no fetch metadata."""
+    destination = request_headers.get(b"sec-fetch-dest")
+    return None if destination is None else destination.strip().lower()
+
+
 def is_navigation(method: str, request_headers: HeaderView) -> bool:
     """A browser loading a page: `Sec-Fetch-Dest: document`, or, from clients that do not send
     fetch metadata, a GET that accepts HTML."""
-    destination = request_headers.get(b"sec-fetch-dest")
+    destination = fetch_destination(request_headers)
     if destination is not None:
-        return destination.strip().lower() in NAVIGATION_DESTINATIONS
+        return destination in NAVIGATION_DESTINATIONS
     if method != "GET":
         return False
     accept = request_headers.text(b"accept")
@@ -30,8 +36,8 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
 def is_subresource(request_headers: HeaderView) -> bool:
     """A browser's request for something other than a page (a script, an image, a fetch), as its
     `Sec-Fetch-Dest` says: neither it nor its response is ever changed."""
-    destination = request_headers.get(b"sec-fetch-dest")
-    return destination is not None and destination.strip().lower() not in NAVIGATION_DESTINATIONS
+    destination = fetch_destination(request_headers)
+    return destination is not None and destination not in NAVIGATION_DESTINATIONS
 
 
 def media_type(headers: HeaderView) -> str:
