@@ -19,7 +19,7 @@ import zlib
 from typing import NamedTuple
 
 from rumproxy import codecs
-from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine, gzip_trailer
+from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine, forward_whole, gzip_trailer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +103,27 @@ def whole_body(rewrite: GzipRewrite, snippet: bytes, fixed: int = 0) -> bytes:
     _, crc = _page_crcs(rewrite, snippet)
     trailer = gzip_trailer(crc, rewrite.head_size + len(snippet) + rewrite.tail_size)
     return b"".join((rewrite.head, snippet_section(snippet, fixed), rewrite.tail, trailer))
+
+
+def spliced_whole_body(rewrite: GzipRewrite, snippet: bytes, raw: bytes, fixed: int = 0) -> bytes | None:
+    """A whole body that starts with the source of spliced `rewrite`, around `snippet`: the
+    remembered sections, then the upstream's blocks as they are and a new trailer, in one join (a
+    stream's replay copies the upstream's bytes on the way several times). None where the stream
+    has to decide (forward_whole)."""
+    splice = rewrite.splice
+    assert splice is not None
+    _, crc = _page_crcs(rewrite, snippet)
+    trailer = TrailerMaker(
+        original_crc=splice.original_crc,
+        original_size=splice.original_size,
+        new_crc=crc,
+        new_size=rewrite.head_size + len(snippet) + rewrite.tail_size,
+        original_compressed=splice.rest_at,
+    )
+    forwarded = forward_whole(memoryview(raw)[splice.rest_at :], splice.bit, trailer)
+    if forwarded is None:
+        return None
+    return b"".join((rewrite.head, snippet_section(snippet, fixed), rewrite.tail, *forwarded))
 
 
 def _page_crcs(rewrite: GzipRewrite, snippet: bytes) -> tuple[int, int]:

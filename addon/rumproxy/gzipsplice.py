@@ -129,11 +129,7 @@ class Forwarder:
             self._before_trailer = body_length - 8 - trailer.original_compressed
         lead = b""
         if bit:
-            value, length = _ALIGNING_BLOCKS[bit]
-            ours = value.to_bytes((length + 7) // 8, "little")
-            keep = (1 << bit) - 1  # the low bits of that byte end the upstream's previous block
-            joined = (ours[-1] & keep) | (first[0] & ~keep & 0xFF)
-            lead = ours[:-1] + bytes([joined])
+            lead = _lead(bit, first[0])
             first = memoryview(first)[1:]
             if self._before_trailer is not None:
                 self._before_trailer -= 1
@@ -184,6 +180,30 @@ class Forwarder:
         crc, size = struct.unpack("<II", held)
         self.suspect = self._trailer.implausible(size, self._received)
         return before + self._trailer(crc, size)
+
+
+def forward_whole(rest: bytes | memoryview, bit: int, trailer: TrailerMaker) -> tuple[bytes, memoryview, bytes] | None:
+    """What a Forwarder sends of `rest` (the upstream's body from the byte that holds the boundary
+    on) when it is here whole, as pieces to join, the upstream's blocks not copied; None where the
+    Forwarder would have to say more (`rest` too short to hold a trailer, or its last 8 bytes
+    implausible as one: Forwarder.suspect)."""
+    skip = 1 if bit else 0
+    if len(rest) < skip + 8:
+        return None
+    crc, size = struct.unpack("<II", rest[-8:])
+    if trailer.implausible(size, len(rest)) is not None:
+        return None
+    lead = _lead(bit, rest[0]) if bit else b""
+    return lead, memoryview(rest)[skip:-8], trailer(crc, size)
+
+
+def _lead(bit: int, first: int) -> bytes:
+    """Empty blocks that take our data, which ends on a byte, to `bit` bits into `first`, the
+    upstream's byte in which its next block starts: that byte's low bits end its previous block."""
+    value, length = _ALIGNING_BLOCKS[bit]
+    ours = value.to_bytes((length + 7) // 8, "little")
+    keep = (1 << bit) - 1
+    return ours[:-1] + bytes([(ours[-1] & keep) | (first & ~keep & 0xFF)])
 
 
 def _aligning_blocks() -> dict[int, tuple[int, int]]:

@@ -60,19 +60,34 @@ def _remembered(raw: bytes, job: Job) -> Rewritten | None:
     if not job.memo.budget:
         return None
     known = job.memo.get(job.memo_key)
-    if known is None or known.source != raw:
-        return None  # a spliced gzip rewrite's source is the body's start: the stream's business
+    if known is None:
+        return None
+    if isinstance(known, gzipmemo.GzipRewrite) and known.splice is not None:
+        # Its source is the body's start, up to where the upstream's blocks are reused: for a body
+        # the splicing stream would take.
+        if job.splicing_stream is None or not raw.startswith(known.source):
+            return None
+    elif known.source != raw:
+        return None
     try:
         markup = job.markup.encode(known.codec)
     except (UnicodeEncodeError, LookupError):
         return None
+    detail = memo.REMEMBERED
     if isinstance(known, gzipmemo.GzipRewrite):
         # Where the page's charset writes the markup a byte per character, the fixed part is as long in bytes.
-        body = gzipmemo.whole_body(known, markup, job.markup_fixed if len(markup) == len(job.markup) else 0)
+        fixed = job.markup_fixed if len(markup) == len(job.markup) else 0
+        if known.splice is None:
+            body = gzipmemo.whole_body(known, markup, fixed)
+        else:
+            body = gzipmemo.spliced_whole_body(known, markup, raw, fixed)
+            if body is None:
+                return None  # the splicing stream decides what to do with this body's end
+            detail = _reused(known.splice.original_size) + detail
     else:
         assert isinstance(known, memo.KnownPage)
         body = known.body(markup, job.encoding)
-    return Rewritten(body, "injected", known.offset, known.placement, memo.REMEMBERED)
+    return Rewritten(body, "injected", known.offset, known.placement, detail)
 
 
 def _splices(raw: bytes, job: Job) -> bool:
@@ -96,9 +111,11 @@ def _spliced(raw: bytes, job: Job) -> Rewritten | None:
         if outcome is not None and outcome.remembered:
             job.memo.forget(job.memo_key)
         return None
-    detail = ""
-    if stream.reused_from is not None:
-        detail = f"; the upstream's gzip blocks reused from decoded byte {stream.reused_from}"
+    detail = _reused(stream.reused_from) if stream.reused_from is not None else ""
     if outcome.remembered:
         detail += memo.REMEMBERED
     return Rewritten(body, "injected", outcome.offset, outcome.placement, detail)
+
+
+def _reused(decoded_offset: int) -> str:
+    return f"; the upstream's gzip blocks reused from decoded byte {decoded_offset}"

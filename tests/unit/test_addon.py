@@ -333,6 +333,34 @@ def test_a_whole_large_gzip_page_reuses_the_upstreams_blocks(rules, splice):
             assert upstream_body[:-8].endswith(body[-4096:-8])  # the blocks at the end are the upstream's
 
 
+def test_a_whole_large_gzip_page_sent_again_reuses_its_rewrite_and_the_upstreams_blocks(rules, monkeypatch):
+    streamed = []
+    send_whole = wholebody.send_whole
+    monkeypatch.setattr(wholebody, "send_whole", lambda stream, raw: streamed.append(len(raw)) or send_whole(stream, raw))
+    page = large_page()
+    upstream_body = gzip.compress(page, 6, mtime=0)
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        actions = []
+        for body in (upstream_body, upstream_body, upstream_body + b"\r\n", upstream_body):
+            flow = page_flow(body=body, content_encoding="gzip")
+            run(rum, flow)
+            decoder = zlib.decompressobj(31)
+            document = decoder.decompress(flow.response.raw_content)
+            assert decoder.eof and not decoder.unused_data
+            assert without_snippet(document) == page
+            assert f'"pageLoadTraceId":"{flow.metadata["rumproxy"]["trace_id"]}"'.encode() in document
+            assert flow.response.headers["content-length"] == str(len(flow.response.raw_content))
+            actions.append(flow.metadata["rumproxy"]["action"])
+    reused = ["gzip blocks reused from decoded byte" in action for action in actions]
+    remembered = ["remembered from an earlier response" in action for action in actions]
+    # The third body goes on after its member: re-compressed whole, the rewrite forgotten.
+    assert reused == [True, True, False, True] and remembered == [False, True, False, False]
+    # The one sent again as it was goes out in one join, not through a splicing stream.
+    assert streamed == [len(upstream_body), len(upstream_body) + 2, len(upstream_body)]
+
+
 def test_a_large_gzip_utf16_page_is_transcoded_by_the_whole_body_path(rules):
     page = b"\xff\xfe" + large_page().decode().encode("utf-16-le")
     rum = RumInject(default_rules=rules)

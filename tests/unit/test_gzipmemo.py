@@ -106,6 +106,53 @@ def test_a_body_cut_short_while_held_back_goes_the_long_way(length):
     assert zlib.decompressobj(31).decompress(output) == zlib.decompressobj(31).decompress(alone)
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 7),
+    level=st.sampled_from([1, 6, 9]),
+    flush_every=st.sampled_from([None, 8192]),
+    cuts=st.lists(st.integers(0, 10**6), max_size=6),
+)
+def test_a_whole_body_gets_from_a_spliced_rewrite_what_a_replaying_stream_sends(seed, level, flush_every, cuts):
+    document = page(300_000, seed)
+    raw = gzip_stream(document, level, flush_every)
+    memo = RewriteMemo(16 * MIB)
+    run(raw, chunks_of(raw, cuts), FIRST, memo)
+    rewrite = memo.get("page")
+    assert rewrite is not None and rewrite.splice is not None
+
+    whole = gzipmemo.spliced_whole_body(rewrite, SECOND, raw)
+    streamed, stream = run(raw, [raw], SECOND, memo)
+    assert stream.outcome.remembered
+    assert whole == streamed
+    assert gzip.decompress(whole) == injected(document, SECOND)  # the trailer's CRC-32 and length too
+
+
+def test_the_upstreams_bytes_after_the_reuse_point_reach_all_seven_bit_offsets():
+    """The test above covers every way the upstream's next block may start inside its byte."""
+    bits = set()
+    for seed in range(8):
+        for level in (1, 6, 9):
+            for flush_every in (None, 8192):
+                memo = RewriteMemo(16 * MIB)
+                raw = gzip_stream(page(300_000, seed), level, flush_every)
+                run(raw, [raw], FIRST, memo)
+                bits.add(memo.get("page").splice.bit)
+    assert bits >= set(range(1, 8))
+
+
+@pytest.mark.parametrize("after", [b"\r\n", b"\x00" * 8, gzip.compress(b"<p>more</p>", 6, mtime=0)])
+def test_a_whole_body_that_goes_on_after_its_member_is_left_to_the_stream(after):
+    """Its last 8 bytes are no trailer of the member whose blocks are reused: the stream decides
+    (the whole-body path then re-compresses the page, test_addon)."""
+    raw = gzip_stream(page(300_000, 1), 6, None)
+    memo = RewriteMemo(16 * MIB)
+    run(raw, [raw], FIRST, memo)
+    rewrite = memo.get("page")
+    assert gzipmemo.spliced_whole_body(rewrite, SECOND, raw + after) is None
+    assert gzipmemo.spliced_whole_body(rewrite, SECOND, raw[: rewrite.splice.rest_at + 7]) is None  # no room for a trailer
+
+
 def test_whole_rewrite_renders_any_snippet():
     document = page(20_000, 4)
     raw = gzip.compress(document)
