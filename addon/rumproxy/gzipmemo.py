@@ -113,13 +113,7 @@ def spliced_whole_body(rewrite: GzipRewrite, snippet: bytes, raw: bytes, fixed: 
     splice = rewrite.splice
     assert splice is not None
     _, crc = _page_crcs(rewrite, snippet)
-    trailer = TrailerMaker(
-        original_crc=splice.original_crc,
-        original_size=splice.original_size,
-        new_crc=crc,
-        new_size=rewrite.head_size + len(snippet) + rewrite.tail_size,
-        original_compressed=splice.rest_at,
-    )
+    trailer = _trailer_maker(splice, crc, rewrite.head_size + len(snippet) + rewrite.tail_size)
     forwarded = forward_whole(memoryview(raw)[splice.rest_at :], splice.bit, trailer)
     if forwarded is None:
         return None
@@ -179,14 +173,18 @@ def forwarder(
     `splice.rest_at` on, `body_length` the whole body's when known."""
     splice = rewrite.splice
     assert splice is not None
-    trailer = TrailerMaker(
+    return Forwarder(first, splice.bit, _trailer_maker(splice, rendered.crc, rendered.size), body_length)
+
+
+def _trailer_maker(splice: Splice, crc: int, size: int) -> TrailerMaker:
+    """The new trailer's maker for a page of `size` bytes with CRC-32 `crc` up to the reuse point."""
+    return TrailerMaker(
         original_crc=splice.original_crc,
         original_size=splice.original_size,
-        new_crc=rendered.crc,
-        new_size=rendered.size,
+        new_crc=crc,
+        new_size=size,
         original_compressed=splice.rest_at,
     )
-    return Forwarder(first, splice.bit, trailer, body_length)
 
 
 def rewrite_whole(
