@@ -16,6 +16,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from rumproxy import addon as addon_module
 from rumproxy import codecs, memo, wholebody
 from rumproxy.addon import RumInject
+from tests.unit.wire import on_the_wire
 
 PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
 
@@ -65,9 +66,9 @@ def run(addon: RumInject, flow) -> None:
     addon.response(flow)
 
 
-def sent(result) -> bytes:
-    """What mitmproxy sends of a stream call's result: bytes, or an iterable of bytes pieces."""
-    return bytes(result) if isinstance(result, (bytes, bytearray)) else b"".join(result)
+def streamed(flow, chunks: list[bytes]) -> bytes:
+    """What the client receives of `flow`'s streamed body sent in `chunks`."""
+    return b"".join(piece for chunk in [*chunks, b""] for piece in on_the_wire(flow.response.stream(chunk), end=not chunk))
 
 
 def test_injects_and_annotates(rules):
@@ -243,7 +244,7 @@ def test_streaming_is_chosen_for_unsized_bodies(rules):
         assert callable(flow.response.stream)
         assert "content-length" not in flow.response.headers
         assert flow.response.headers["transfer-encoding"] == "chunked"
-        out = b"".join(sent(flow.response.stream(chunk)) for chunk in [*(PAGE[i : i + 7] for i in range(0, len(PAGE), 7)), b""])
+        out = streamed(flow, [PAGE[i : i + 7] for i in range(0, len(PAGE), 7)])
         assert out.replace(out[out.index(b"<script") : out.rindex(b"</script>") + 9], b"") == PAGE
         assert flow.metadata["rumproxy"]["action"].startswith("injected while streaming")
 
@@ -394,7 +395,7 @@ def test_a_whole_gzip_page_with_bytes_after_its_member_is_recompressed_whole(rul
 def stream_through(flow) -> bytes:
     """What the client receives of a streamed body sent in 16 KB chunks."""
     raw = flow.response.raw_content
-    return b"".join(sent(flow.response.stream(chunk)) for chunk in [*(raw[i : i + 16384] for i in range(0, len(raw), 16384)), b""])
+    return streamed(flow, [raw[i : i + 16384] for i in range(0, len(raw), 16384)])
 
 
 @pytest.mark.parametrize(

@@ -10,20 +10,13 @@ from hypothesis import strategies as st
 from rumproxy import htmlscan
 from rumproxy.coalesce import HOLD_LIMIT, READ_SIZE, CoalescingStream
 from rumproxy.stream import InjectingStream
+from tests.unit.wire import on_the_wire
 
 SNIPPET = b"<script>rum()</script>"
 
 
 def send(stream, chunk: bytes) -> list[bytes]:
-    """What mitmproxy puts on the wire for one call (proxy/layers/http/__init__.py)."""
-    out = stream(chunk)
-    if not chunk and out == b"":
-        return []
-    pieces = [out] if isinstance(out, bytes) else list(out)
-    for piece in pieces:
-        # A zero-length HTTP/1.1 chunk would end a chunked body right there.
-        assert isinstance(piece, bytes) and piece
-    return pieces
+    return on_the_wire(stream(chunk), end=not chunk)
 
 
 def forward(chunk: bytes) -> bytes:

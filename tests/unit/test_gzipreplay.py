@@ -17,6 +17,7 @@ from rumproxy.memo import RewriteMemo
 from rumproxy.stream import InjectingStream
 from tests.unit.test_gzipmemo import FIRST, MIB, SECOND, injected, run
 from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page, stream_through
+from tests.unit.wire import on_the_wire
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
@@ -27,9 +28,8 @@ def page_sent_after_each_call(raw: bytes, chunks: list[bytes], snippet: bytes, m
                              splice=True, memo=memo, memo_key="page")
     inflate, decoded, progress = zlib.decompressobj(31), 0, []
     for chunk in [*chunks, b""]:
-        result = stream(chunk)
-        for piece in [result] if isinstance(result, (bytes, bytearray)) else list(result):
-            decoded += len(inflate.decompress(bytes(piece)))
+        for piece in on_the_wire(stream(chunk), end=not chunk):
+            decoded += len(inflate.decompress(piece))
         progress.append(decoded - len(snippet) if stream.outcome is not None and stream.outcome.injected else decoded)
     return progress, stream
 

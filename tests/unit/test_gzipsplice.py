@@ -15,6 +15,7 @@ from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import gzipblocks, gzipsplice, htmlscan
 from rumproxy.stream import InjectingStream
+from tests.unit.wire import on_the_wire
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
@@ -54,9 +55,7 @@ def stream_through(
     stream = InjectingStream(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
     out = []
     for chunk in [*chunks, b""]:
-        result = stream(chunk)
-        pieces = [result] if isinstance(result, (bytes, bytearray)) else list(result)
-        out.extend(bytes(piece) for piece in pieces)
+        out.extend(on_the_wire(stream(chunk), end=not chunk))
     return b"".join(out), stream, out
 
 

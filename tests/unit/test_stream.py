@@ -8,6 +8,7 @@ from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import codecs, htmlscan
 from rumproxy.stream import InjectingStream, StreamOutcome
+from tests.unit.wire import on_the_wire
 
 ENCODINGS = ["identity", "gzip", "deflate", "br", "zstd"]
 # gzip with splicing on (gzipsplice): small pages end before a block may be reused, large ones below.
@@ -37,16 +38,7 @@ splits = st.one_of(st.none(), st.lists(st.integers(0, 10**6), max_size=12))
 
 
 def send(stream: InjectingStream, chunk: bytes) -> list[bytes]:
-    """What mitmproxy puts on the wire for one call (proxy/layers/http/__init__.py)."""
-    out = stream(chunk)
-    if not chunk and out == b"":
-        return []
-    pieces = [out] if isinstance(out, bytes) else list(out)
-    for piece in pieces:
-        assert isinstance(piece, bytes)
-        # A zero-length HTTP/1.1 chunk would end a chunked body right there.
-        assert piece or not chunk
-    return pieces
+    return on_the_wire(stream(chunk), end=not chunk)
 
 
 def run(stream: InjectingStream, chunks: list[bytes]) -> bytes:
