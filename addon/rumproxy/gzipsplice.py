@@ -176,10 +176,8 @@ class Forwarder:
             raise ValueError("gzip data ends without its trailer")
         # More than 8 only when the body went on past its Content-Length, which mitmproxy does not let
         # happen: the last 8 are the trailer all the same.
-        before, held = self._pending[:-8], self._pending[-8:]
-        crc, size = struct.unpack("<II", held)
-        self.suspect = self._trailer.implausible(size, self._received)
-        return before + self._trailer(crc, size)
+        trailer, self.suspect = self._trailer.replacing(self._pending[-8:], self._received)
+        return self._pending[:-8] + trailer
 
 
 def forward_whole(rest: bytes | memoryview, bit: int, trailer: TrailerMaker) -> tuple[bytes, memoryview, bytes] | None:
@@ -190,11 +188,11 @@ def forward_whole(rest: bytes | memoryview, bit: int, trailer: TrailerMaker) -> 
     skip = 1 if bit else 0
     if len(rest) < skip + 8:
         return None
-    crc, size = struct.unpack("<II", rest[-8:])
-    if trailer.implausible(size, len(rest)) is not None:
+    new_trailer, suspect = trailer.replacing(rest[-8:], len(rest))
+    if suspect is not None:
         return None
     lead = _lead(bit, rest[0]) if bit else b""
-    return lead, memoryview(rest)[skip:-8], trailer(crc, size)
+    return lead, memoryview(rest)[skip:-8], new_trailer
 
 
 def _lead(bit: int, first: int) -> bytes:
@@ -284,6 +282,12 @@ class TrailerMaker:
         if estimate * _RATIO_SLACK < 1 << 32 and size > estimate * _RATIO_SLACK:
             return f"the trailer's size {size} is over {_RATIO_SLACK}x the {estimate:.0f} bytes the compression ratio predicts"
         return None
+
+    def replacing(self, held: bytes | memoryview, compressed_after: int) -> tuple[bytes, str | None]:
+        """The trailer in place of the upstream's `held` one, and why that may be no trailer
+        (implausible), after `compressed_after` upstream bytes from the reuse point on."""
+        crc, size = struct.unpack("<II", held)
+        return self(crc, size), self.implausible(size, compressed_after)
 
     def __call__(self, crc: int, size: int) -> bytes:
         rest = (size - self._original_size) & 0xFFFFFFFF

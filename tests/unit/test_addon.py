@@ -335,9 +335,9 @@ def test_a_whole_large_gzip_page_reuses_the_upstreams_blocks(rules, splice):
 
 
 def test_a_whole_large_gzip_page_sent_again_reuses_its_rewrite_and_the_upstreams_blocks(rules, monkeypatch):
-    streamed = []
+    through_streams = []
     send_whole = wholebody.send_whole
-    monkeypatch.setattr(wholebody, "send_whole", lambda stream, raw: streamed.append(len(raw)) or send_whole(stream, raw))
+    monkeypatch.setattr(wholebody, "send_whole", lambda stream, raw: through_streams.append(len(raw)) or send_whole(stream, raw))
     page = large_page()
     upstream_body = gzip.compress(page, 6, mtime=0)
     rum = RumInject(default_rules=rules)
@@ -359,7 +359,7 @@ def test_a_whole_large_gzip_page_sent_again_reuses_its_rewrite_and_the_upstreams
     # The third body goes on after its member: re-compressed whole, the rewrite forgotten.
     assert reused == [True, True, False, True] and remembered == [False, True, False, False]
     # The one sent again as it was goes out in one join, not through a splicing stream.
-    assert streamed == [len(upstream_body), len(upstream_body) + 2, len(upstream_body)]
+    assert through_streams == [len(upstream_body), len(upstream_body) + 2, len(upstream_body)]
 
 
 def test_a_large_gzip_utf16_page_is_transcoded_by_the_whole_body_path(rules):
