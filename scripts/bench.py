@@ -48,7 +48,7 @@ from pathlib import Path
 
 from benchlib import instructions, pages, report, runner, servers
 
-from rumproxy.addon import STREAM_ABOVE
+from rumproxy.settings import STREAM_ABOVE
 from rumproxy.rules import VENDORED_AGENT
 
 

@@ -14,64 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.utils import human
 
 from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
+from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
 from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
+from rumproxy.settings import MEMO_MIB, MIN_SCAN_LIMIT, STREAM_ABOVE, STREAM_MODES, Settings
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome
 from rumproxy.streamnotices import OwnStreamNotices
 
 logger = logging.getLogger(__name__)
-
-STREAM_MODES = ("auto", "always", "never")
-# rum_stream=auto's default: bodies up to this size are rewritten whole; larger or unsized ones
-# stream. Measured with scripts/bench: up to ~300 KB whole-body rewriting has the better throughput
-# and the same time to first byte; from ~512 KB streaming's first byte beats even plain mitmdump's
-# (README, Performance).
-STREAM_ABOVE = 384 * 1024
-MEMO_MIB = 16  # remembered rewrites: some 2,000 pages of 10 KB, or 200 large gzip ones (~80 KB each)
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """The options the hooks read, as of the last configure(): a read of `ctx.options` deep-copies
-    the value (some 3 µs; a page took six)."""
-
-    scan_limit: int
-    stream: str
-    stream_above: int
-    gzip_splice: bool
-    prefer_gzip: bool
-
-    @classmethod
-    def from_options(cls, options) -> Settings:
-        return cls(
-            options.rum_scan_limit,
-            options.rum_stream,
-            parse_stream_above(options.rum_stream_above),
-            options.rum_gzip_splice,
-            options.rum_prefer_gzip,
-        )
-
-
-def parse_stream_above(value: str) -> int:
-    """Bytes from a size as mitmproxy's stream_large_bodies takes it: 400000, 384k, 4m."""
-    try:
-        size = human.parse_size(value.strip().lower())
-    except ValueError:
-        size = None
-    if size is None or size < 0:
-        raise exceptions.OptionsError(
-            f"rum_stream_above: a size in bytes like 384k or 4m (k, m, g: powers of 1024), got {value!r}"
-        )
-    return size
-
 
 @dataclasses.dataclass
 class FlowState:
@@ -110,7 +67,8 @@ class RumInject:
             "rum_scan_limit",
             int,
             64 * 1024,
-            "How many bytes of decoded HTML to scan for the insertion point before giving up on a page.",
+            f"How many bytes of decoded HTML to scan for the insertion point before giving up on a page "
+            f"(at least {MIN_SCAN_LIMIT}).",
         )
         loader.add_option(
             "rum_stream",
@@ -158,13 +116,9 @@ class RumInject:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "rum_scan_limit" in updated and ctx.options.rum_scan_limit < 1024:
-            raise exceptions.OptionsError(f"rum_scan_limit: at least 1024 bytes, got {ctx.options.rum_scan_limit}")
-        if "rum_memo" in updated:
-            if ctx.options.rum_memo < 0:
-                raise exceptions.OptionsError(f"rum_memo: MiB, 0 or more, got {ctx.options.rum_memo}")
-            self.memo.budget = ctx.options.rum_memo << 20
-        self.settings = Settings.from_options(ctx.options)
+        # Nothing changes unless all of it is valid (mitmproxy then puts the options back and
+        # configures again with them).
+        settings = Settings.from_options(ctx.options)
         if "rum_rules" in updated:
             path = Path(ctx.options.rum_rules).expanduser()
             try:
@@ -172,6 +126,8 @@ class RumInject:
             except RulesError as e:
                 raise exceptions.OptionsError(f"rum_rules: {e}") from None
             self.watcher.watch(path)
+        self.settings = settings
+        self.memo.budget = settings.memo_bytes
 
     def running(self) -> None:
         self.stream_notices.install()
@@ -305,13 +261,8 @@ class RumInject:
         assert response is not None
         if response.stream:
             return True  # mitmproxy streams it anyway (stream_large_bodies): stream it our way
-        mode = self.settings.stream
-        if mode == "never" or flow.request.http_version == "HTTP/1.0":
+        if self.settings.rewrites_whole(flow.request.http_version, headers.get(b"content-length")):
             return False
-        if mode == "auto":
-            length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) <= self.settings.stream_above:
-                return False
         return streamable(plan, headers)
 
     def _stream(
@@ -321,24 +272,24 @@ class RumInject:
         encoding: str,
         headers: HeaderView,
         on_done: Callable[[StreamOutcome], None] | None = None,
-        key: MemoKey | None = None,
+        key: memo.PageKey | None = None,
     ) -> InjectingStream:
-        remembers = encoding == "gzip" and self.memo.budget > 0
-        if remembers and key is None:
-            key = memo_key(flow.request, headers, self.settings.scan_limit)
-        return InjectingStream(
+        settings = self.settings
+        options = dict(
             encoding=encoding,
             snippet=plan.markup.encode("ascii"),
-            snippet_fixed=plan.markup_fixed,
-            scanner=htmlscan.InsertionScanner(self.settings.scan_limit),
+            scanner=htmlscan.InsertionScanner(settings.scan_limit),
             on_done=on_done,
             label=UrlLabel(flow.request),
             edit_policy=plan.edit_policy,
-            splice=self.settings.gzip_splice,
-            memo=self.memo if remembers else None,
-            memo_key=key if remembers else None,
+            splice=settings.gzip_splice,
             body_length=decision.declared_body_length(flow.response.http_version, headers) if flow.response else None,
         )
+        if encoding != "gzip" or not self.memo.budget:
+            return InjectingStream(**options)
+        if key is None:
+            key = memo.page_key(flow.request, headers, settings.scan_limit)
+        return ReplayingStream(**options, snippet_fixed=plan.markup_fixed, memo=self.memo, memo_key=key)
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
@@ -372,7 +323,7 @@ class RumInject:
             # Another addon edited the headers since responseheaders (an edit replaces the fields).
             headers = HeaderView(response_headers)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        key = memo_key(flow.request, headers, self.settings.scan_limit) if self.memo.budget else None
+        key = memo.page_key(flow.request, headers, self.settings.scan_limit) if self.memo.budget else None
         job = wholebody.Job(
             encoding=encoding,
             content_type=headers.get(b"content-type"),
@@ -415,17 +366,3 @@ class RumInject:
     def _record(self, flow: http.HTTPFlow, state: FlowState, action: str) -> None:
         flownotes.record(flow, state.rule.name, state.trace, action)
 
-
-MemoKey = tuple[bytes, str, int, bytes, str | None, str | None, int]
-
-
-def memo_key(request: http.Request, headers: HeaderView, scan_limit: int) -> MemoKey:
-    """What decides a page's rewrite besides its bytes: which page it is (the parts of its URL, as
-    the request holds them: `request.url` formats them into one string, at 3.4 µs against 0.6, and
-    each property decodes its part), the charset its Content-Type names, its encoding, how far the
-    scan goes."""
-    data = request.data
-    return (
-        data.scheme, data.host, data.port, data.path,
-        headers.get(b"content-type"), headers.get(b"content-encoding"), scan_limit,
-    )  # fmt: skip

@@ -8,7 +8,7 @@ snippet in it, end that with a sync flush and empty blocks that reach the bit wh
 next block starts (Forwarder), then send the upstream's bytes on as they are, and a trailer whose
 CRC-32 is combined from the upstream's without decoding the rest. zlib's examples/gzjoin.c and
 Varnish's ESI stitching reuse deflate blocks the same way. A whole (buffered) gzip body goes
-through the same stream in one piece (stream.send_whole).
+through the same stream in one piece (wholebody.send_whole).
 
 Limits: when the body goes on after its gzip member (another member, padding, a newline an app
 printed after its gzip output) and that member ends after the reuse point, the last 8 bytes are no

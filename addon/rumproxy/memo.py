@@ -14,9 +14,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Hashable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rumproxy import codecs
+
+if TYPE_CHECKING:
+    from mitmproxy import http
+
+    from rumproxy.headerview import HeaderView
 
 REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
 
@@ -110,3 +115,18 @@ class RewriteMemo:
         while self._size > self._budget and self._entries:
             _, old = self._entries.popitem(last=False)
             self._size -= old.cost
+
+
+PageKey = tuple[bytes, str, int, bytes, str | None, str | None, int]
+
+
+def page_key(request: http.Request, headers: HeaderView, scan_limit: int) -> PageKey:
+    """What decides a page's rewrite besides its bytes: which page it is (the parts of its URL, as
+    the request holds them: `request.url` formats them into one string, at 3.4 µs against 0.6, and
+    each property decodes its part), the charset its Content-Type names, its encoding, how far the
+    scan goes."""
+    data = request.data
+    return (
+        data.scheme, data.host, data.port, data.path,
+        headers.get(b"content-type"), headers.get(b"content-encoding"), scan_limit,
+    )  # fmt: skip

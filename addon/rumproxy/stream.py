@@ -16,11 +16,11 @@ import logging
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipmemo, gzipsplice
+from rumproxy import codecs, gzipblocks, gzipsplice
 from rumproxy import memo as memos
-from rumproxy.gzipreplay import Replay
-from rumproxy.reencodetail import ReencodingTail
+from rumproxy.heldstart import HeldStart, LeaveAlone
 from rumproxy.htmlscan import loads_agent
+from rumproxy.reencodetail import ReencodingTail
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 from rumproxy.splicetail import Recording, SplicingTail
 
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from rumproxy.htmlscan import Insertion, InsertionScanner
 
 logger = logging.getLogger(__name__)
-
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,22 +39,7 @@ class StreamOutcome:
     remembered: bool = False  # gzip: the rewrite of an earlier body with the same bytes went out again
 
 
-def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
-    """What `stream` sends for a body that is here whole: how the buffered path reuses a large gzip
-    page's deflate blocks instead of re-compressing all of it. The caller checks
-    `stream.trailer_suspect` (and may rewrite the body another way) instead of a warning."""
-    stream.warn_trailer = False
-    pieces: list[bytes | bytearray] = []
-    for chunk in (raw, b""):
-        out = stream(chunk)
-        if isinstance(out, (bytes, bytearray)):
-            pieces.append(out)
-        else:
-            pieces.extend(out)
-    return b"".join(pieces)
-
-
-class _State(enum.Enum):
+class StreamState(enum.Enum):
     SCANNING = "scanning"  # holding the body back until the scanner decides
     INJECTED = "injected"  # snippet sent; re-encoding the rest (gzip that splices: the SplicingTail)
     RAW = "raw"  # forwarding the upstream bytes untouched
@@ -88,7 +71,6 @@ class InjectingStream:
         splice: bool = False,
         memo: memos.RewriteMemo | None = None,
         memo_key: Hashable = None,
-        snippet_fixed: int = 0,
         body_length: int | None = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
@@ -96,47 +78,28 @@ class InjectingStream:
             raise codecs.UnsupportedEncoding(encoding)
         self._encoding = name
         self._identity = name == "identity"
-        # Made when the body is first scanned (_start_decoding): a body that a remembered rewrite
-        # covers never needs one, and setting up an inflater costs some 100,000 instructions.
-        self._decoder: codecs.Decoder | None = None
         # gzip: reuse the upstream's deflate blocks from 32 KiB past the snippet on (gzipsplice). The
-        # inflater decodes while scanning and then goes to the tail, which does the rest.
+        # scan's inflater decodes while scanning and then goes to the tail, which does the rest.
         self._splices = splice and name == "gzip" and gzipblocks.available()
-        self._inflater: gzipblocks.BlockInflater | None = None
+        # Raw chunks are kept until the decision so every non-injecting path can send the body byte
+        # for byte as received.
+        self._held = HeldStart(name, scanner, splices=self._splices)
         self._tail: SplicingTail | ReencodingTail | None = None  # what goes on after the snippet
-        # gzip that splices: the rewrite of an earlier body with the same bytes up to the reuse point
-        # (gzipmemo), and what is kept of this body's to remember it.
+        # gzip that splices: where this body's rewrite is remembered (gzipmemo) once it reaches its
+        # reuse point. gzipreplay.ReplayingStream also sends one remembered earlier again.
         self._memo = memo if memo is not None and memo.budget and self._splices else None
         self._memo_key = memo_key
-        self._replay = self._replayed(snippet, snippet_fixed)
         self._snippet = snippet
         self._edit_policy = edit_policy  # for a <meta> CSP right after the point (rewrite.splice)
         self._scanner = scanner
         self._on_done = on_done
         self._label = label or "response"
-        # Raw chunks are kept until the decision so every non-injecting path
-        # can send the body byte for byte as received.
-        self._raw: list[bytes] = []
-        self._raw_size = 0
-        # Decoded copy of the held bytes; identity bodies use `_raw` instead.
-        self._decoded = bytearray()
-        self._start = bytearray()  # the first two decoded bytes, to spot a UTF-16 BOM
-        self._state = _State.SCANNING
+        self._state = StreamState.SCANNING
         self.outcome: StreamOutcome | None = None
         self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
         # The raw body's length when the upstream's framing guarantees it (Content-Length): a gzip
         # tail then knows where the trailer starts and forwards chunks without holding bytes back.
         self._body_length = body_length
-
-    def _replayed(self, snippet: bytes, snippet_fixed: int) -> Replay | None:
-        """The remembered rewrite of a body with the same start, made by a stream (a whole-body
-        one is the addon's business), to send while this body turns out the same."""
-        candidate = self._memo.get(self._memo_key) if self._memo is not None else None
-        if not isinstance(candidate, gzipmemo.GzipRewrite):
-            return None
-        if candidate.splice is None and candidate.decided_at is None:
-            return None  # would hold the whole body back: one rewritten whole is sent whole
-        return Replay(candidate, snippet, snippet_fixed)
 
     @property
     def reused_from(self) -> int | None:
@@ -151,13 +114,13 @@ class InjectingStream:
     @property
     def buffered_bytes(self) -> int:
         """Bytes held back right now (raw and decoded)."""
-        return self._raw_size + len(self._decoded)
+        return self._held.size
 
     def __call__(self, chunk: bytes) -> bytes | bytearray | Iterator[bytes]:
         end = not chunk
         out = self._dispatch(chunk, end)
         if end:
-            self._state = _State.ENDED
+            self._state = StreamState.ENDED
             if isinstance(out, (bytes, bytearray)):
                 self._drop_codecs()
             return out
@@ -165,11 +128,11 @@ class InjectingStream:
 
     def _dispatch(self, chunk: bytes, end: bool) -> bytes | bytearray | Iterator[bytes]:
         state = self._state
-        if state is _State.SCANNING:
-            return self._scan(chunk, end) if self._replay is None else self._match(chunk, end)
-        if state is _State.INJECTED:
+        if state is StreamState.SCANNING:
+            return self._scan(chunk, end)
+        if state is StreamState.INJECTED:
             return chunk if self._identity else self._reencode(chunk, end)
-        if state is _State.ENDED and chunk:
+        if state is StreamState.ENDED and chunk:
             logger.warning("%s: %d body bytes after the end of the body, passed through", self._label, len(chunk))
         return chunk
 
@@ -184,61 +147,18 @@ class InjectingStream:
     # --- before the decision -------------------------------------------------
 
     def _scan(self, chunk: bytes, end: bool) -> bytes | Iterator[bytes]:
-        if chunk:
-            self._raw.append(chunk)
-            self._raw_size += len(chunk)
-        decoder = self._decoder
-        if decoder is None:
-            try:
-                decoder = self._start_decoding()
-            except Exception as e:  # fail open: without a decoder the body goes on as received
-                return self._pass_raw(f"no {self._encoding} decoder: {e!r}", warn=True)
         try:
-            decoded = decoder.flush() if end else decoder.feed(chunk)
-        except ValueError as e:
-            return self._pass_raw(f"decode error: {e}", warn=True)
-        try:
-            if not self._identity:
-                self._decoded += decoded
-            if len(self._start) < 2 and decoded:
-                self._start += decoded[: 2 - len(self._start)]
-                if bytes(self._start) in UTF16_BOMS:
-                    # Tags are two bytes a character there: the ASCII tokenizer must not cut into them.
-                    return self._pass_raw("UTF-16 page: only ASCII-compatible pages are injected while streaming")
-            insertion = self._scanner.feed(decoded) if decoded else None
-            if self._scanner.facts.amp:
-                return self._pass_raw("amp page")
-            if insertion is None:
-                if self._scanner.exhausted:
-                    scanned = self._raw_size if self._identity else len(self._decoded)
-                    return self._pass_raw(f"scan limit reached: no insertion point in the first {scanned} bytes")
-                if not end:
-                    return b""
-                if not (self._raw_size if self._identity else self._decoded):
-                    # Also covers HEAD-like responses: a snippet would invent a body.
-                    return self._pass_raw("empty body")
-                insertion = self._scanner.finish()
-            return self._inject(insertion, end)
+            verdict = self._held.scan(chunk, end)
+            if verdict is None:
+                return b""
+            if isinstance(verdict, LeaveAlone):
+                return self._pass_raw(verdict.reason, warn=verdict.warn)
+            return self._inject(verdict, end)
         except Exception as e:  # fail open: a scanner bug must not break the page
             return self._pass_raw(f"injection failed: {e!r}", warn=True)
 
-    def _start_decoding(self) -> codecs.Decoder:
-        decoder: codecs.Decoder
-        if self._splices:
-            decoder = gzipblocks.SplicingDecoder(window=max(self._scanner.limit, 16 * 1024))
-            self._inflater = decoder.inflater
-        else:
-            decoder = codecs.decoder(self._encoding)
-        self._decoder = decoder
-        return decoder
-
     def _inject(self, insertion: Insertion, end: bool) -> bytes | Iterator[bytes]:
-        if self._identity:
-            document = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
-        else:
-            document = bytes(self._decoded)
-        if self._scanner.facts.amp:
-            return self._pass_raw("amp page")
+        document = self._held.document()
         if loads_agent(document):
             return self._pass_raw("page loads the agent already")
         offset = insertion.offset
@@ -257,7 +177,7 @@ class InjectingStream:
         if self._identity:
             out = b"".join(pieces)
         elif len(pieces) == 3:
-            if self._inflater is not None:
+            if self._held.inflater is not None:
                 # Sections that refer to nothing before them: the page before the snippet, the
                 # snippet, the page after it; the first and last may be sent again (gzipmemo).
                 writer = gzipsplice.GzipWriter()
@@ -270,21 +190,21 @@ class InjectingStream:
             out = self._head_first(head, pieces[2], end)
         else:
             assert self._scanner.facts.csp_meta is not None
-            if self._inflater is not None:
+            if self._held.inflater is not None:
                 self._tail = self._new_tail(gzipsplice.GzipWriter(), self._scanner.facts.csp_meta[1] + gzipsplice.WINDOW)
             else:
                 self._tail = self._reencoding_tail(end)
             out = b"".join([*(self._tail.write(p) for p in pieces), self._continue(end)])
-        self._state = _State.INJECTED
+        self._state = StreamState.INJECTED
         self._release()
         self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
         return out
 
     def _pass_raw(self, reason: str, *, warn: bool = False) -> bytes:
-        out = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
+        out = self._held.raw_body()
         if warn:
             logger.warning("%s: %s; body passed through unchanged", self._label, reason)
-        self._state = _State.RAW
+        self._state = StreamState.RAW
         self._release()
         self._report(StreamOutcome(False, None, None, reason))
         return out
@@ -296,31 +216,25 @@ class InjectingStream:
         a <meta> CSP edited after the snippet: that tag's end, as received). With `before`, the
         section before the snippet, the tail is remembered once it reaches its reuse point."""
         recording = None
+        held = self._held
         if self._memo is not None and before is not None:
-            recording = Recording(before, placement, list(self._raw), self._raw_size, self._memo.entry_limit)
+            recording = Recording(before, placement, list(held.raw), held.raw_size, self._memo.entry_limit)
             writer.record = []
-        inflater, self._inflater = self._inflater, None
+        inflater, held.inflater = held.inflater, None
+        assert inflater is not None
         return SplicingTail(
-            label=self._label, inflater=inflater, writer=writer, splice_after=splice_after, recording=recording,
-            memo=self._memo, memo_key=self._memo_key, warn_trailer=self.warn_trailer, body_length=self._body_length,
+            inflater=inflater, writer=writer, splice_after=splice_after, recording=recording,
+            memo=self._memo, memo_key=self._memo_key, **self._tail_options(),
         )
 
     def _reencoding_tail(self, end: bool) -> ReencodingTail:
         # At the end of the body the scan has flushed the decoder already.
-        decoder = self._decoder
+        decoder = self._held.decoder
         assert decoder is not None  # the scan made it
         return ReencodingTail(codecs.Decoder() if end else decoder, codecs.encoder(self._encoding))
 
     def _release(self) -> None:
-        # A tail that decodes on has the decoder or the inflater; the stream lets go of them (a
-        # brotli window can be megabytes).
-        self._decoder = codecs.Decoder()
-        if self._inflater is not None:
-            self._inflater.close()
-            self._inflater = None
-        self._raw = []
-        self._raw_size = 0
-        self._decoded = bytearray()
+        self._held.release()
 
     def _report(self, outcome: StreamOutcome) -> None:
         # Not logged here: the caller records the outcome on the flow, and logs a skip's reason. Under
@@ -367,92 +281,17 @@ class InjectingStream:
         assert self._tail is not None
         out = self._tail.feed(chunk, end)
         if self._tail.member_ended:
-            self._state = _State.RAW  # what follows the member goes on as received
+            self._state = StreamState.RAW  # what follows the member goes on as received
         return out
 
-    # --- a body whose start is that of a remembered rewrite (gzipmemo) ------
-
-    def _match(self, chunk: bytes, end: bool) -> bytes:
-        """While the body goes on as the one the remembered rewrite was made from: send what of
-        the rewrite the bytes so far allow (gzipreplay), and hold them in case it does not."""
-        replay = self._replay
-        assert replay is not None
-        try:
-            same = True
-            if chunk:
-                same = replay.same(chunk, self._raw_size)
-                self._raw.append(chunk)
-                self._raw_size += len(chunk)
-            if same and replay.complete(self._raw_size):
-                return self._reuse(replay, end)
-            if same and not end:
-                return replay.due(self._raw_size)
-        except Exception as e:  # fail open: the body goes on as without the memo
-            logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", self._label, e)
-        return self._mismatch(end)
-
-    def _mismatch(self, end: bool) -> bytes:
-        """Not the remembered body after all: the held bytes go the usual way, or on from what of
-        the remembered rewrite went out already."""
-        replay, self._replay = self._replay, None
-        if self._memo is not None:
-            self._memo.forget(self._memo_key)
-        if replay is not None and replay.sent is not None:
-            return self._resume(replay, end)
-        held = b"".join(self._raw)
-        self._raw, self._raw_size = [], 0
-        out = _joined(self._scan(held, False)) if held else b""
-        if end:
-            out += _joined(self._dispatch(b"", True))
-        return out
-
-    def _reuse(self, replay: Replay, end: bool) -> bytes:
-        """The body matched all the remembered source: the rest of the rewrite goes out, then the
-        upstream's blocks (a spliced rewrite) or our trailer (a whole one)."""
-        rewrite, rendered = replay.rewrite, replay.rendered
-        held = self._raw[0] if len(self._raw) == 1 else b"".join(self._raw)
-        start = rendered.start[replay.sent_bytes :]
-        if rewrite.splice is not None:
-            tail = SplicingTail.remembered(
-                rewrite, rendered, held, label=self._label, warn_trailer=self.warn_trailer, body_length=self._body_length
-            )
-            out = start + tail.feed(b"", end)
-            # Nothing above changed the stream: should it fail, _match goes on without the memo.
-            self._tail = tail
-            self._state = _State.INJECTED
-        else:
-            out = b"".join((start, gzipsplice.gzip_trailer(rendered.crc, rendered.size), held[len(rewrite.source) :]))
-            self._state = _State.RAW  # what follows the member goes on as received, as it did the first time
-        self._replay = None
-        self._release()  # nothing more to decode: the tail forwards
-        self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected", remembered=True))
-        return out
-
-    def _resume(self, replay: Replay, end: bool) -> bytes:
-        """Part of a remembered rewrite went out and the body turns out different after it: decode
-        the body held from its start and go on compressing where what went out stopped."""
-        rewrite = replay.rewrite
-        held = b"".join(self._raw)
-        self._state = _State.INJECTED
-        self._release()
-        self._report(StreamOutcome(True, rewrite.head_size, rewrite.placement, "injected"))
-        try:
-            inflater = gzipblocks.BlockInflater()
-            self._tail = SplicingTail(
-                label=self._label, inflater=inflater, writer=replay.writer(),
-                splice_after=rewrite.head_size + gzipsplice.WINDOW, warn_trailer=self.warn_trailer,
-                body_length=self._body_length,
-            )
-            inflater.push(held)
-            return self._tail.write(replay.page_after_sent(inflater)) + self._continue(end)
-        except Exception as e:  # what went out ends cleanly (see _abandon)
-            return self._abandon(e, b"")
+    def _tail_options(self) -> dict[str, object]:
+        return {"label": self._label, "warn_trailer": self.warn_trailer, "body_length": self._body_length}
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients
         # then see a complete page prefix instead of a broken encoding.
         logger.warning("%s: %s after the injection; rest of the body passed through", self._label, error)
-        self._state = _State.RAW
+        self._state = StreamState.RAW
         try:
             tail = self._tail.abandon() if self._tail is not None else b""
         except Exception:
@@ -460,6 +299,3 @@ class InjectingStream:
         self._release()
         return tail + chunk
 
-
-def _joined(out: bytes | bytearray | Iterator[bytes]) -> bytes:
-    return bytes(out) if isinstance(out, (bytes, bytearray)) else b"".join(out)

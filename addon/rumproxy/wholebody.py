@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable
 
 from rumproxy import gzipblocks, gzipmemo, gzipsplice, memo
 from rumproxy.rewrite import PolicyEdit, Rewritten, inject_buffered
-from rumproxy.stream import InjectingStream, send_whole
+from rumproxy.stream import InjectingStream
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +119,18 @@ def _spliced(raw: bytes, job: Job) -> Rewritten | None:
 
 def _reused(decoded_offset: int) -> str:
     return f"; the upstream's gzip blocks reused from decoded byte {decoded_offset}"
+
+
+def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
+    """What `stream` sends for a body that is here whole: how the buffered path reuses a large gzip
+    page's deflate blocks instead of re-compressing all of it. The caller checks
+    `stream.trailer_suspect` (and may rewrite the body another way) instead of a warning."""
+    stream.warn_trailer = False
+    pieces: list[bytes | bytearray] = []
+    for chunk in (raw, b""):
+        out = stream(chunk)
+        if isinstance(out, (bytes, bytearray)):
+            pieces.append(out)
+        else:
+            pieces.extend(out)
+    return b"".join(pieces)

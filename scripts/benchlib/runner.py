@@ -18,7 +18,7 @@ from typing import Any
 from benchlib import measure, servers
 from benchlib.pages import Page
 
-from rumproxy.addon import STREAM_ABOVE
+from rumproxy.settings import STREAM_ABOVE
 
 # wrk counts finished requests only: a run must span several request latencies under load.
 LATENCIES_PER_RUN = 5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import random
+import re
 import textwrap
 import zlib
 from pathlib import Path
@@ -454,6 +455,27 @@ def test_a_negative_memo_size_is_refused(rules):
     with taddons.context(rum) as tctx:
         with pytest.raises(exceptions.OptionsError, match="rum_memo"):
             tctx.configure(rum, rum_rules=str(rules), rum_memo=-1)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"rum_memo": -1}, "rum_memo: MiB, 0 or more, got -1"),
+        ({"rum_scan_limit": 100}, "rum_scan_limit: at least 1024 bytes, got 100"),
+        ({"rum_stream_above": "lots"}, "rum_stream_above: a size in bytes"),
+        ({"rum_rules": "missing.yaml"}, "rum_rules: "),
+    ],
+)
+def test_an_update_with_one_bad_option_changes_none_of_them(rules, bad, message):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_memo=4, rum_scan_limit=8192, rum_stream_above="1m")
+        before, ruleset = rum.settings, rum.rules
+        good = {"rum_memo": 8, "rum_scan_limit": 4096, "rum_stream_above": "2m", "rum_stream": "always"}
+        with pytest.raises(exceptions.OptionsError, match=re.escape(message)):
+            tctx.configure(rum, **{**good, **bad})
+        assert rum.settings == before and rum.rules == ruleset
+        assert rum.memo.budget == 4 << 20
 
 
 def test_stream_log_lines_name_the_url_as_the_client_wrote_it(rules, caplog):

@@ -252,7 +252,8 @@ FALLBACK_CHECK = """
 import gzip, random, sys, zlib
 sys.modules["isal"] = None  # importing isal now fails, as on a platform without its wheel
 from rumproxy import codecs, gzipsplice, htmlscan
-from rumproxy.stream import InjectingStream, send_whole
+from rumproxy.stream import InjectingStream
+from rumproxy.wholebody import send_whole
 assert codecs.deflate_lib is zlib
 rng = random.Random(3)
 text = " ".join("".join(rng.choices("abcdefghij", k=rng.randint(2, 8))) for _ in range(60000)).encode()

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rumproxy import gzipblocks, gzipmemo, gzipreplay, htmlscan
 from rumproxy.memo import RewriteMemo
-from rumproxy.stream import InjectingStream
+from rumproxy.gzipreplay import ReplayingStream
 from tests.unit.test_gzipmemo import FIRST, MIB, SECOND, injected, run
 from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page, stream_through
 from tests.unit.wire import on_the_wire
@@ -22,9 +22,9 @@ from tests.unit.wire import on_the_wire
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
 
-def page_sent_after_each_call(raw: bytes, chunks: list[bytes], snippet: bytes, memo: RewriteMemo) -> tuple[list[int], InjectingStream]:
+def page_sent_after_each_call(raw: bytes, chunks: list[bytes], snippet: bytes, memo: RewriteMemo) -> tuple[list[int], ReplayingStream]:
     """How many bytes of the page (the snippet not counted) the client can decode after each call."""
-    stream = InjectingStream(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024),
+    stream = ReplayingStream(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024),
                              splice=True, memo=memo, memo_key="page")
     inflate, decoded, progress = zlib.decompressobj(31), 0, []
     for chunk in [*chunks, b""]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import gzipblocks, gzipsplice, htmlscan
+from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.stream import InjectingStream
 from tests.unit.wire import on_the_wire
 
@@ -52,7 +53,9 @@ def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
 def stream_through(
     raw: bytes, chunks: list[bytes], snippet: bytes = SNIPPET, **kwargs
 ) -> tuple[bytes, InjectingStream, list[bytes]]:
-    stream = InjectingStream(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
+    """With a `memo`, the stream the addon makes for a gzip page: one that may replay from it."""
+    kind = ReplayingStream if "memo" in kwargs else InjectingStream
+    stream = kind(encoding="gzip", snippet=snippet, scanner=htmlscan.InsertionScanner(64 * 1024), splice=True, **kwargs)
     out = []
     for chunk in [*chunks, b""]:
         out.extend(on_the_wire(stream(chunk), end=not chunk))
