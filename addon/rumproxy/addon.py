@@ -186,9 +186,10 @@ class RumInject:
                 self._serve(flow, entry)
             return
         rule = self.rules.match(host, port, path)
-        if rule is None or decision.is_subresource(headers):
-            # Sub-resources outnumber pages many times over: not tracked, their responses cost
-            # nothing (a debug line per response went through every mitmproxy addon as add_log).
+        if rule is None or decision.is_never_a_page(headers):
+            # Sub-resources and API calls outnumber pages many times over: not tracked, their
+            # responses cost nothing (a debug line per response went through every mitmproxy addon
+            # as add_log).
             return
         upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip)
         if upstream.edits:

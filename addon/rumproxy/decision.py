@@ -29,15 +29,30 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
         return destination in NAVIGATION_DESTINATIONS
     if method != "GET":
         return False
-    accept = request_headers.text(b"accept")
-    return not accept or "text/html" in accept or "application/xhtml+xml" in accept or "*/*" in accept
+    accept = request_headers.get(b"accept")
+    return not accept or accepts_html(accept)
 
 
-def is_subresource(request_headers: HeaderView) -> bool:
-    """A browser's request for something other than a page (a script, an image, a fetch), as its
-    `Sec-Fetch-Dest` says: neither it nor its response is ever changed."""
+def is_never_a_page(request_headers: HeaderView) -> bool:
+    """A request whose response is never a page to instrument, so neither it nor its response is
+    changed: a browser's request for something else (a script, an image, a fetch), as its
+    `Sec-Fetch-Dest` says, or, from a client without fetch metadata, one whose Accept names types
+    but no HTML (an API client asking for JSON)."""
     destination = fetch_destination(request_headers)
-    return destination is not None and destination not in NAVIGATION_DESTINATIONS
+    if destination is not None:
+        return destination not in NAVIGATION_DESTINATIONS
+    accept = request_headers.get(b"accept")
+    return accept is not None and accept.strip() != "" and not accepts_html(accept)
+
+
+def accepts_html(accept: str) -> bool:
+    """Whether an Accept header's value admits an HTML page (any weight: a refusal by q=0 is rare
+    enough to be taken as acceptance, which only costs a look at the response)."""
+    accept = accept.lower()
+    return any(kind in accept for kind in _HTML_RANGES)
+
+
+_HTML_RANGES = ("text/html", "application/xhtml+xml", "*/*", "text/*")
 
 
 def media_type(headers: HeaderView) -> str:
@@ -46,7 +61,8 @@ def media_type(headers: HeaderView) -> str:
 
 def response_skip_reason(method: str, status: int, response: HeaderView, rule: Rule) -> str | None:
     """Why this response is left exactly as received, or None when it may be instrumented. (A
-    browser's sub-resource never gets here: the request hook leaves it alone, `is_subresource`.)"""
+    browser's sub-resource or an API call never gets here: the request hook leaves it alone,
+    `is_never_a_page`.)"""
     if method == "HEAD":
         return "HEAD request"
     if status < 200 or status in NO_BODY_STATUSES:

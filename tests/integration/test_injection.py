@@ -157,6 +157,34 @@ def test_a_browsers_subresource_request_is_passed_on_without_a_look(http, upstre
     assert "not injected" not in proxy.log_text(since=mark)
 
 
+@pytest.mark.parametrize("accept", ["application/json", "application/json, text/plain;q=0.5", "image/avif,image/webp"])
+def test_an_api_clients_request_is_passed_on_without_a_look(http, upstream, proxy, accept):
+    """No fetch metadata and an Accept that names no HTML (a mobile app asking for JSON): not
+    tracked, no traceparent upstream, nothing changed and no log line, even for an HTML response."""
+    mark = proxy.mark()
+    headers = {"Accept": accept, "Accept-Encoding": "gzip"}
+    query = f"body=basic&encoding=gzip&a={len(accept)}"
+    direct = http.get(f"{upstream.url}/page?{query}", headers=headers, stream=True, timeout=30)
+    proxied = http.get(f"{proxy.url}/page?{query}", headers=headers, stream=True, timeout=30)
+    assert proxied.status_code == direct.status_code == 200
+    assert proxied.raw.read(decode_content=False) == direct.raw.read(decode_content=False)
+    for name in ("content-length", "content-encoding", "content-type", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name), name
+    assert "x-rum-injected" not in proxied.headers and "server-timing" not in proxied.headers
+    echoed = http.get(f"{proxy.url}/echo-headers", headers=headers, timeout=30).json()
+    assert "traceparent" not in echoed and echoed["accept-encoding"] == ["gzip"]
+    proxy.wait_for_log(r"/echo-headers\s*\n?\s*<< 200", since=mark, timeout=10)  # the page's line came before
+    assert "not injected" not in proxy.log_text(since=mark)
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "TEXT/HTML", "text/*"])
+def test_a_client_without_fetch_metadata_that_takes_html_gets_the_page_instrumented(http, proxy, accept):
+    """curl, python-requests, an old browser: what they accept admits a page, so a page gets the snippet."""
+    # None: no Accept at all (requests leaves out a header whose value is None).
+    proxied = http.get(f"{proxy.url}/page?body=basic&c={accept}", headers={"Accept": accept}, timeout=30)
+    assert b"elasticApm" in proxied.content and proxied.headers["x-rum-injected"]
+
+
 def test_requests_for_hosts_no_rule_names_are_untouched(http, upstream, tmp_path):
     rules = tmp_path / "rules.yaml"
     from tests.integration.conftest import write_rules

@@ -1,0 +1,56 @@
+"""Which requests are pages, judged from their headers alone (rumproxy.decision)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mitmproxy import http
+
+from rumproxy import decision
+from rumproxy.headerview import HeaderView
+
+
+def view(**fields: str | None) -> HeaderView:
+    return HeaderView(http.Headers([(k.replace("_", "-").encode(), v.encode()) for k, v in fields.items() if v is not None]))
+
+
+@pytest.mark.parametrize(
+    ("accept", "never_a_page", "navigation"),
+    [
+        (None, False, True),  # curl without -H, an old client
+        ("", False, True),
+        ("*/*", False, True),  # curl, python-requests
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False, True),
+        ("TEXT/HTML", False, True),  # media types are case-insensitive
+        ("text/*", False, True),
+        ("application/xhtml+xml", False, True),
+        ("application/json", True, False),  # an API client
+        ("application/json, text/plain, */*", False, True),  # axios: takes anything, so may be a page
+        ("image/avif,image/webp,image/*", True, False),
+        ("text/css", True, False),
+    ],
+)
+def test_a_client_without_fetch_metadata_is_judged_by_its_accept(accept, never_a_page, navigation):
+    headers = view(accept=accept)
+    assert decision.is_never_a_page(headers) is never_a_page
+    assert decision.is_navigation("GET", headers) is navigation
+    assert decision.is_navigation("POST", headers) is False
+
+
+@pytest.mark.parametrize(("destination", "never_a_page"), [("document", False), ("iframe", False), (" Frame ", False), ("empty", True), ("script", True), ("image", True)])
+def test_fetch_metadata_decides_whatever_the_accept(destination, never_a_page):
+    for accept in (None, "application/json", "text/html"):
+        headers = view(sec_fetch_dest=destination, accept=accept)
+        assert decision.is_never_a_page(headers) is never_a_page
+        assert decision.is_navigation("GET", headers) is not never_a_page
+
+
+@given(
+    destination=st.one_of(st.none(), st.sampled_from(["document", "iframe", "frame", "empty", "script", "style", "x"])),
+    accept=st.one_of(st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyzHTML/*+;=.,0123456789 ", max_size=40)),
+    method=st.sampled_from(["GET", "POST", "HEAD"]),
+)
+def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, method):
+    headers = view(sec_fetch_dest=destination, accept=accept)
+    assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
