@@ -15,14 +15,15 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, snippet, tracing, wholebody
+from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, wholebody
+from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
 from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
-from rumproxy.planning import Plan, bootstrap_for, instrumented_fields, make_plan, site, streamable
+from rumproxy.planning import Plan, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
-from rumproxy.rules import Rule, RuleSet, RulesError, load_rules
+from rumproxy.rules import Rule, RulesError, load_rules
 from rumproxy.settings import MEMO_MIB, MIN_SCAN_LIMIT, STREAM_ABOVE, STREAM_MODES, Settings
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome
@@ -45,10 +46,7 @@ class FlowState:
 class RumInject:
     def __init__(self, default_rules: Path) -> None:
         self.default_rules = default_rules
-        self.rules: RuleSet | None = None
-        self.hosted: dict[str, hosting.HostedFile] = {}  # by URL path
-        self.script_paths: dict[Path, str] = {}  # local agent file -> its URL path
-        self.bootstraps: dict[int, snippet.Bootstrap] = {}  # by id() of a rule of self.rules
+        self.active: ActiveRules | None = None
         self.flows: weakref.WeakKeyDictionary[http.HTTPFlow, FlowState] = weakref.WeakKeyDictionary()
         self.memo = memo.RewriteMemo(MEMO_MIB << 20)
         self.settings: Settings | None = None  # set by configure(), with the rules the hooks wait for
@@ -122,7 +120,7 @@ class RumInject:
         if "rum_rules" in updated:
             path = Path(ctx.options.rum_rules).expanduser()
             try:
-                self._apply(load_rules(path))
+                self.active = ActiveRules.of(load_rules(path))
             except RulesError as e:
                 raise exceptions.OptionsError(f"rum_rules: {e}") from None
             self.watcher.watch(path)
@@ -139,34 +137,18 @@ class RumInject:
 
     def _reload(self, path: Path) -> None:
         try:
-            self._apply(load_rules(path))
+            self.active = ActiveRules.of(load_rules(path))
         except RulesError as e:
             logger.error(f"rules not reloaded, the last good rules stay active: {e}")
         except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
             logger.error(f"rules not reloaded, the last good rules stay active: {path}: {e!r}")
         else:
-            logger.info(f"rules reloaded from {path}: {len(self.rules.rules) if self.rules else 0} rule(s)")
-
-    def _apply(self, rules: RuleSet) -> None:
-        files = {rule.agent.script_file for rule in rules.rules if rule.agent.script_file is not None}
-        try:
-            hosted = hosting.host_files(sorted(files))
-        except OSError as e:
-            raise RulesError(f"{rules.source}: cannot read an agent script: {e}") from None
-        script_paths = {file: entry.path for file, entry in hosted.items()}
-        bootstraps = {id(rule): bootstrap_for(rule, script_paths) for rule in rules.rules}
-        # The rule set and what is derived from it change together: a flow sees the one or the other.
-        self.rules, self.hosted, self.script_paths, self.bootstraps = (
-            rules,
-            {entry.path: entry for entry in hosted.values()},
-            script_paths,
-            bootstraps,
-        )
+            logger.info(f"rules reloaded from {path}: {len(self.active.rules.rules)} rule(s)")
 
     # --- request side ---
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if self.rules is None or flow.response is not None:
+        if self.active is None or flow.response is not None:
             return
         try:
             self._request(flow)
@@ -174,18 +156,19 @@ class RumInject:
             logger.error(f"{flow.request.pretty_url}: request left untouched: {e!r}")
 
     def _request(self, flow: http.HTTPFlow) -> None:
-        assert self.rules is not None
+        active = self.active
+        assert active is not None
         request = flow.request
         request_headers = request.headers
         headers = HeaderView(request_headers)
         host, port = site(request, headers)
         path = request.path.split("?", 1)[0]
         if path.startswith(hosting.PREFIX):
-            entry = self.hosted.get(path)
-            if entry is not None and self.rules.names_host(host, port):
+            entry = active.hosted.get(path)
+            if entry is not None and active.rules.names_host(host, port):
                 self._serve(flow, entry)
             return
-        rule = self.rules.match(host, port, path)
+        rule = active.rules.match(host, port, path)
         if rule is None or decision.is_never_a_page(headers):
             # Sub-resources and API calls outnumber pages many times over: not tracked, their
             # responses cost nothing (a debug line per response went through every mitmproxy addon
@@ -354,11 +337,8 @@ class RumInject:
         self._record(flow, state, f"injected ({result.placement}, byte {result.offset}){result.detail}")
 
     def _plan(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> Plan | None:
-        bootstrap = self.bootstraps.get(id(state.rule))
-        if bootstrap is None or bootstrap.agent is not state.rule.agent:
-            # The rules were reloaded while this flow was on its way: render from its own rule.
-            bootstrap = bootstrap_for(state.rule, self.script_paths)
-        return make_plan(flow.request, state.rule, state.trace, headers, bootstrap)
+        assert self.active is not None
+        return make_plan(flow.request, state.rule, state.trace, headers, self.active.bootstrap(state.rule))
 
     def _skipped(self, flow: http.HTTPFlow, state: FlowState, reason: str) -> None:
         logger.debug("%s: not injected: %s", UrlLabel(flow.request), reason)

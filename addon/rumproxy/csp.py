@@ -15,24 +15,13 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urljoin, urlsplit
+
+from rumproxy.cspsource import Url, parse_url, url_allowed
 
 _WHITESPACE = "\t\n\f\r "
 _TOKEN = re.compile(r"[^\t\n\f\r ]+")
 _NONCE = re.compile(r"'nonce-([A-Za-z0-9+/_-]+={0,2})'", re.IGNORECASE)
 _HASH = re.compile(r"'(sha256|sha384|sha512)-([A-Za-z0-9+/_-]+={0,2})'", re.IGNORECASE)
-_SCHEME_SOURCE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
-_HOST_SOURCE = re.compile(
-    r"(?:([A-Za-z][A-Za-z0-9+.-]*)://)?"
-    r"(\*|(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
-    r"(?::([0-9]+|\*))?"
-    r"(/[^;,]*)?"
-)
-_IPV4 = re.compile(r"[0-9.]+")
-_HOST_CHARS = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
-# An insecure scheme in a policy also allows its secure counterpart (CSP3 §6.7.2.9).
-_UPGRADES = {("http", "https"), ("ws", "wss"), ("ws", "http"), ("ws", "https"), ("wss", "https")}
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 _SCRIPT_FALLBACK = ("script-src-elem", "script-src", "default-src")
 
 
@@ -51,22 +40,6 @@ class _Directive:
     tokens: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]  # of the tokens within the policy text
     end: int  # just past the directive's last non-whitespace character
-
-
-@dataclass(frozen=True)
-class _Url:
-    scheme: str
-    host: str
-    port: int | None  # None for the scheme's default, as the URL standard stores it
-    path: str
-
-    @property
-    def source(self) -> str:
-        if not _HOST_CHARS.fullmatch(self.host):
-            # host-source cannot spell an IPv6 literal; the scheme is the best CSP can say.
-            return f"{self.scheme}:"
-        port = "" if self.port is None else f":{self.port}"
-        return f"{self.scheme}://{self.host}{port}"
 
 
 def make_nonce() -> str:
@@ -123,9 +96,9 @@ def allow_connect(policy: str, *, page_origin: str, connect_url: str) -> str:
     later, are subject to it."""
     directives = _parse(policy)
     beacons = _effective(directives, ("connect-src", "default-src"))
-    origin = _parse_url(page_origin, page_origin)
-    connect = _parse_url(connect_url, page_origin)
-    if beacons is None or _url_allowed(beacons.tokens, connect, origin):
+    origin = parse_url(page_origin, page_origin)
+    connect = parse_url(connect_url, page_origin)
+    if beacons is None or url_allowed(beacons.tokens, connect, origin):
         return policy
     edits: list[tuple[int, int, str]] = []
     added: list[str] = []
@@ -137,9 +110,9 @@ def _adjust(
     policies: list[str], page_origin: str, script_url: str, inline_script: str,
     connect_url: str | None, new_nonce: str, tag_nonce: str | None,
 ) -> tuple[list[str], str | None]:
-    origin = _parse_url(page_origin, page_origin)
-    script = _parse_url(script_url, page_origin)
-    connect = None if connect_url is None else _parse_url(connect_url, page_origin)
+    origin = parse_url(page_origin, page_origin)
+    script = parse_url(script_url, page_origin)
+    connect = None if connect_url is None else parse_url(connect_url, page_origin)
     hashes = _inline_hashes(inline_script)
     parsed = [_parse(policy) for policy in policies]
     scripts = [_effective(directives, _SCRIPT_FALLBACK) for directives in parsed]
@@ -157,22 +130,22 @@ def _adjust(
         elif d is not None and not need and carried not in _nonces(d.tokens):
             # A nonce would switch off a bare 'unsafe-inline' and with it the page's own
             # inline scripts, so such a list gets the agent's origin instead.
-            if not _url_allowed(d.tokens, script, origin):
+            if not url_allowed(d.tokens, script, origin):
                 _extend(d, script.source, "script-src", edits, added)
         beacons = _effective(directives, ("connect-src", "default-src"))
-        if connect and beacons and not _url_allowed(beacons.tokens, connect, origin):
+        if connect and beacons and not url_allowed(beacons.tokens, connect, origin):
             _extend(beacons, connect.source, "connect-src", edits, added)
         out.append(_apply(text, edits + _new_directives(text, added)))
     return out, nonce
 
 
-def _needs_nonce(tokens: Sequence[str], hashes: set[tuple[str, str]], script: _Url, origin: _Url) -> bool:
+def _needs_nonce(tokens: Sequence[str], hashes: set[tuple[str, str]], script: Url, origin: Url) -> bool:
     # A nonce on a parser-inserted tag is the only way past 'strict-dynamic' and past a list
     # that does not allow inline script by itself; and where the page has a nonce anyway,
     # carrying it beats adding the agent's origin.
     if _has(tokens, "'strict-dynamic'") or not _allows_inline(tokens, hashes):
         return True
-    return bool(_nonces(tokens)) and not _url_allowed(tokens, script, origin)
+    return bool(_nonces(tokens)) and not url_allowed(tokens, script, origin)
 
 
 def _choose_nonce(directives: list[_Directive], new_nonce: str) -> str:
@@ -266,77 +239,3 @@ def _allows_inline(tokens: Sequence[str], hashes: set[tuple[str, str]]) -> bool:
     if any(matches) or _nonces(tokens) or _has(tokens, "'strict-dynamic'"):
         return False
     return _has(tokens, "'unsafe-inline'")
-
-
-def _parse_url(url: str, base: str) -> _Url:
-    parts = urlsplit(urljoin(base + "/", url))
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    elif not host.isascii():
-        # Browsers compare the punycode form, which is also the only one a policy can spell.
-        host = host.encode("idna").decode("ascii")
-    port = parts.port
-    if port == _DEFAULT_PORTS.get(scheme):
-        port = None
-    return _Url(scheme, host, port, parts.path or "/")
-
-
-def _url_allowed(tokens: Sequence[str], url: _Url, origin: _Url) -> bool:
-    """CSP3 §6.7.2.7: does ``url`` match the source list, 'self' meaning ``origin``."""
-    if not tokens or (len(tokens) == 1 and tokens[0].lower() == "'none'"):
-        return False
-    return any(_source_matches(t, url, origin) for t in tokens)
-
-
-def _source_matches(source: str, url: _Url, origin: _Url) -> bool:
-    if source == "*" and (url.scheme in ("http", "https") or url.scheme == origin.scheme):
-        return True
-    if m := _SCHEME_SOURCE.fullmatch(source):
-        return _scheme_matches(m.group(1), url.scheme)
-    if m := _HOST_SOURCE.fullmatch(source):
-        scheme, host, port, path = m.groups()
-        return (
-            _scheme_matches(scheme or origin.scheme, url.scheme) and _host_matches(host.lower(), url.host)
-            and _port_matches(port, url) and (not path or _path_matches(path, url.path))
-        )
-    if source.lower() == "'self'":
-        if (origin.scheme, origin.host, origin.port) == (url.scheme, url.host, url.port):
-            return True
-        # The spec lets 'self' follow a secure upgrade on the default ports.
-        return (origin.host, origin.port) == (url.host, url.port) and (
-            url.scheme in ("https", "wss") or (origin.scheme == "http" and url.scheme in ("http", "ws"))
-        )
-    return False
-
-
-def _scheme_matches(expression: str, scheme: str) -> bool:
-    return expression.lower() == scheme or (expression.lower(), scheme) in _UPGRADES
-
-
-def _host_matches(pattern: str, host: str) -> bool:
-    if host.startswith("["):
-        return False
-    if _IPV4.fullmatch(host) or not pattern.startswith("*"):
-        # The spec matches domains only, but browsers honour an exact IPv4 literal, and an
-        # APM server on a bare address would otherwise need a whole scheme allowed.
-        return pattern == host
-    return host.endswith(pattern[1:])  # "*" or "*.example.com"
-
-
-def _port_matches(port: str | None, url: _Url) -> bool:
-    if port == "*":
-        return True
-    wanted = None if port is None else int(port)
-    return wanted == url.port or (url.port is None and wanted == _DEFAULT_PORTS.get(url.scheme))
-
-
-def _path_matches(pattern: str, path: str) -> bool:
-    exact = not pattern.endswith("/")
-    wanted, actual = pattern.split("/"), path.split("/")
-    if len(wanted) > len(actual) or (exact and len(wanted) != len(actual)):
-        return False
-    if not exact:
-        wanted.pop()
-    return all(unquote(a) == unquote(b) for a, b in zip(wanted, actual))

@@ -18,8 +18,8 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from rumproxy import codecs
-from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, crc32_combine, forward_whole, gzip_trailer
+from rumproxy import codecs, crc32
+from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, forward_whole, gzip_trailer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +123,7 @@ def spliced_whole_body(rewrite: GzipRewrite, snippet: bytes, raw: bytes, fixed: 
 def _page_crcs(rewrite: GzipRewrite, snippet: bytes) -> tuple[int, int]:
     """CRC-32 of the page up to the snippet's end, and of all of it, with `snippet` in it."""
     opening_crc = codecs.deflate_lib.crc32(snippet, rewrite.head_crc)
-    return opening_crc, crc32_combine(opening_crc, rewrite.tail_crc, rewrite.tail_size)
+    return opening_crc, crc32.combine(opening_crc, rewrite.tail_crc, rewrite.tail_size)
 
 
 def snippet_section(snippet: bytes, fixed: int = 0) -> bytes:

@@ -17,8 +17,8 @@ import functools
 import logging
 from collections.abc import Iterator
 
-from rumproxy import gzipblocks, gzipmemo
-from rumproxy.gzipsplice import WINDOW, GzipWriter, crc32_combine, gzip_trailer
+from rumproxy import crc32, gzipblocks, gzipmemo
+from rumproxy.gzipsplice import WINDOW, GzipWriter, gzip_trailer
 from rumproxy.splicetail import SplicingTail
 from rumproxy.stream import InjectingStream, StreamOutcome, StreamState
 
@@ -100,7 +100,7 @@ class Replay:
         """The writer that goes on after what went out (which ends on a byte: a sync point)."""
         sent, rendered = self.sent, self.rendered
         assert sent is not None
-        crc = crc32_combine(rendered.opening_crc, sent.crc, sent.decoded)
+        crc = crc32.combine(rendered.opening_crc, sent.crc, sent.decoded)
         return GzipWriter.after(crc, rendered.opening_size + sent.decoded)
 
     def page_after_sent(self, inflater: gzipblocks.BlockInflater) -> bytes:

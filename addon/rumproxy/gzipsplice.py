@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from rumproxy import codecs
+from rumproxy import codecs, crc32
 
 WINDOW = 32 * 1024  # deflate's longest back-reference
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime, OS unknown
@@ -58,7 +58,7 @@ class GzipWriter:
 
     @property
     def crc(self) -> int:
-        return crc32_combine(self._done_crc, self._crc, self._size)
+        return crc32.combine(self._done_crc, self._crc, self._size)
 
     @property
     def size(self) -> int:
@@ -291,65 +291,8 @@ class TrailerMaker:
 
     def __call__(self, crc: int, size: int) -> bytes:
         rest = (size - self._original_size) & 0xFFFFFFFF
-        combined = crc ^ _shift_crc(self._original_crc ^ self._new_crc, rest)
+        combined = crc ^ crc32.shift(self._original_crc ^ self._new_crc, rest)
         return gzip_trailer(combined, size - self._original_size + self._new_size)
-
-
-# CRC-32 arithmetic of zlib's crc32_combine(): multiplication modulo the reflected polynomial.
-_POLY = 0xEDB88320
-
-
-def _multmodp(a: int, b: int) -> int:
-    m = 1 << 31
-    p = 0
-    while True:
-        if a & m:
-            p ^= b
-            if not a & (m - 1):
-                break
-        m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
-    return p
-
-
-def _x2n_table() -> list[int]:
-    table = [1 << 30]  # x^1
-    for _ in range(31):
-        table.append(_multmodp(table[-1], table[-1]))
-    return table
-
-
-_X2N = _x2n_table()
-_CRC32_COMBINE = getattr(codecs.deflate_lib, "crc32_combine", None)
-
-
-def crc32_combine(first: int, second: int, second_length: int) -> int:
-    """The CRC-32 of two byte strings one after the other, from the CRC-32 of each."""
-    if not second_length:
-        return first
-    if _CRC32_COMBINE is not None:
-        return _CRC32_COMBINE(first, second, second_length)
-    return _python_shift_crc(first, second_length) ^ second
-
-
-def _shift_crc(crc: int, length: int) -> int:
-    """`crc` advanced over `length` zero bytes in the sense of crc32_combine: crc(A+B) equals
-    _shift_crc(crc(A), len(B)) ^ crc(B)."""
-    if _CRC32_COMBINE is not None:
-        return _CRC32_COMBINE(crc, 0, length)
-    return _python_shift_crc(crc, length)
-
-
-def _python_shift_crc(crc: int, length: int) -> int:
-    # Python's zlib module has no crc32_combine; ISA-L's has.
-    op = 1 << 31  # x^0
-    n, k = length, 3  # x^(8 * length)
-    while n:
-        if n & 1:
-            op = _multmodp(_X2N[k & 31], op)
-        n >>= 1
-        k += 1
-    return _multmodp(op, crc)
 
 
 _ALIGNING_BLOCKS = _aligning_blocks()

@@ -223,11 +223,11 @@ def test_a_bad_reload_keeps_the_last_good_rules(rules, caplog):
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules))
-        good = rum.rules
+        good = rum.active
         rules.write_text("version: 1\nrules: [")
         with caplog.at_level(logging.ERROR, logger="rumproxy"):
             rum._reload(rules)
-        assert rum.rules is good
+        assert rum.active is good
         assert "the last good rules stay active" in caplog.text
 
 
@@ -470,11 +470,11 @@ def test_an_update_with_one_bad_option_changes_none_of_them(rules, bad, message)
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules), rum_memo=4, rum_scan_limit=8192, rum_stream_above="1m")
-        before, ruleset = rum.settings, rum.rules
+        before, active = rum.settings, rum.active
         good = {"rum_memo": 8, "rum_scan_limit": 4096, "rum_stream_above": "2m", "rum_stream": "always"}
         with pytest.raises(exceptions.OptionsError, match=re.escape(message)):
             tctx.configure(rum, **{**good, **bad})
-        assert rum.settings == before and rum.rules == ruleset
+        assert rum.settings == before and rum.active.rules == active.rules
         assert rum.memo.budget == 4 << 20
 
 

@@ -124,22 +124,6 @@ def test_a_body_cut_off_after_the_reuse_point_stays_broken_for_the_client():
     assert decoded == document.replace(b"<title>", SNIPPET + b"<title>", 1)[: len(decoded)]
 
 
-@given(st.binary(max_size=300), st.binary(max_size=3000))
-def test_crc_shift_is_zlibs_crc32_combine(a, b):
-    assert gzipsplice._shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
-    assert gzipsplice._python_shift_crc(zlib.crc32(a), len(b)) ^ zlib.crc32(b) == zlib.crc32(a + b)
-
-
-@given(st.binary(max_size=300), st.binary(max_size=3000), st.booleans())
-def test_crc32_combine_with_and_without_isal(a, b, without_isal):
-    native = gzipsplice._CRC32_COMBINE
-    gzipsplice._CRC32_COMBINE = None if without_isal else native
-    try:
-        assert gzipsplice.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
-    finally:
-        gzipsplice._CRC32_COMBINE = native
-
-
 def test_writer_sections_refer_to_nothing_before_them():
     """Each section decodes on its own once the ones before it are gone: no back-reference crosses."""
     document = page(50_000, 1)
