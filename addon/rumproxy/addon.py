@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, wholebody
+from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, vectorstate, wholebody
 from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
@@ -295,6 +295,8 @@ class RumInject:
         except Exception as e:  # noqa: BLE001 - fail open: nothing was changed yet
             logger.error(f"{flow.request.pretty_url}: response left as received: {e!r}")
             annotate(flow, f"rule {state.rule.name}: error, left as received: {e!r}")
+        finally:
+            vectorstate.clear()  # after ISA-L, before mitmproxy's code runs on
 
     def _response(self, flow: http.HTTPFlow, state: FlowState, plan: Plan, body: bytes) -> None:
         response = flow.response

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipsplice
+from rumproxy import codecs, gzipblocks, gzipsplice, vectorstate
 from rumproxy import memo as memos
 from rumproxy.heldstart import HeldStart, LeaveAlone
 from rumproxy.htmlscan import loads_agent
@@ -119,6 +119,7 @@ class InjectingStream:
     def __call__(self, chunk: bytes) -> bytes | bytearray | Iterator[bytes]:
         end = not chunk
         out = self._dispatch(chunk, end)
+        vectorstate.clear()
         if end:
             self._state = StreamState.ENDED
             if isinstance(out, (bytes, bytearray)):
@@ -261,6 +262,7 @@ class InjectingStream:
             tail = self._tail.write(rest) + self._continue(end)
         except Exception as e:
             tail = self._abandon(e, b"")
+        vectorstate.clear()
         if end:
             self._drop_codecs()
         if tail:

@@ -15,7 +15,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import addon as addon_module
-from rumproxy import codecs, memo, wholebody
+from rumproxy import codecs, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
 from tests.unit.wire import on_the_wire
 
@@ -505,3 +505,59 @@ def test_a_remembered_rewrite_that_fails_is_forgotten_and_the_page_rewritten_ane
         assert "remembered" not in flow.metadata["rumproxy"]["action"]
     [line] = [r.getMessage() for r in caplog.records]
     assert "remembered rewrite not usable" in line and "boom" in line
+
+
+# --- vzeroupper after the codecs (vectorstate) ---
+
+
+@pytest.fixture
+def clears(monkeypatch) -> list[None]:
+    calls: list[None] = []
+    monkeypatch.setattr(vectorstate, "clear", lambda: calls.append(None))
+    return calls
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_the_response_hook_clears_after_rewriting_a_whole_body(rules, clears, encoding):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        body = PAGE if encoding == "identity" else gzip.compress(PAGE)
+        flow = page_flow(body=body, content_encoding=encoding)
+        run(rum, flow)
+        assert flow.metadata["rumproxy"]["action"].startswith("injected (")
+        assert len(clears) == 1
+
+
+def test_the_response_hook_clears_when_it_fails_open(rules, clears, monkeypatch):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        body = gzip.compress(PAGE)
+        flow = page_flow(body=body, content_encoding="gzip")
+
+        def broken(raw, job):
+            raise RuntimeError("codec broke")
+
+        monkeypatch.setattr("rumproxy.wholebody.rewrite", broken)
+        run(rum, flow)
+        assert flow.response.raw_content == body
+        assert "error, left as received" in flow.comment
+        assert len(clears) == 1
+
+
+def test_a_streamed_gzip_page_clears_after_every_call_and_after_the_tail_it_yields(rules, clears):
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always")
+        page = PAGE.replace(b"<body>x", b"<body>" + b"<p>text</p>" * 2000)
+        body = gzip.compress(page)
+        flow = page_flow(body=body, content_encoding="gzip")
+        run_headers(rum, flow)
+        assert callable(flow.response.stream)
+        chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+        out = streamed(flow, chunks)
+        decoded = gzip.decompress(out)
+        assert decoded.replace(decoded[decoded.index(b"<script") : decoded.rindex(b"</script>") + 9], b"") == page
+        calls = len(chunks) + 1  # and the end's call with b""
+        assert len(clears) >= calls + 1  # the injecting call's generator clears once more, after the tail
