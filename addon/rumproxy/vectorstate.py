@@ -4,10 +4,10 @@ ISA-L's AVX2 and AVX-512 code (the deflate, inflate and CRC-32 behind codecs.def
 without `vzeroupper`, which leaves it to the caller (intel/isa-l#24). Until something issues it, the
 upper halves of the vector registers stay dirty and every SSE instruction after them runs slower:
 CPython's own code (frame set-up, small copies) and with it all of mitmproxy, for the rest of the
-process, since nothing in it issues the instruction. Measured on an Ice Lake Xeon: Python code 18-24 %
-slower after one ISA-L call; scripts/bench's 10 KB gzip page 0.81x of plain mitmdump's throughput
-with ISA-L, 0.89x with zlib instead, and as fast as zlib once cleared (ISA-L stays for its speed on
-pages that are decoded and compressed).
+process, since nothing in it issues the instruction. Measured on the bench machine (a Xeon with
+AVX-512): Python code 18-24 % slower after one ISA-L call; scripts/bench's 10 KB gzip page 0.81x of
+plain mitmdump's throughput with ISA-L, 0.89x with zlib instead, and as fast as with zlib once
+cleared (ISA-L stays for its speed on pages that are decoded and compressed).
 
 Python cannot issue the instruction, so `clear()` calls a function of two instructions (vzeroupper;
 ret) built in a page of its own, which is made executable only after it is written (never writable
