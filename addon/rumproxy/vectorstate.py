@@ -50,9 +50,10 @@ def _cpu_has_avx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
-def _executable(code: bytes) -> Callable[[], None] | None:
+def _executable(code: bytes, libc: ctypes.CDLL | None = None) -> Callable[[], None] | None:
     """`code` as a function without arguments, in a page that is readable and executable only."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    if libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
     libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
@@ -75,7 +76,7 @@ def _build() -> Callable[[], None]:
         return _noop
     try:
         function = _executable(_VZEROUPPER_RET)
-    except (OSError, AttributeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - a speed-up only: never a reason for the addon not to load
         function = None
         logger.debug("vzeroupper not available: %r", e)
     if function is None:

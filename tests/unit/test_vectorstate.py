@@ -3,8 +3,11 @@ addon's calls of it: test_addon)."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import platform
 import sys
+import types
 import zlib
 from pathlib import Path
 
@@ -36,7 +39,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "case",
-    ["zlib in use", "another CPU architecture", "another system", "no AVX", "no executable page", "no libc symbols"],
+    ["zlib in use", "another CPU architecture", "another system", "no AVX", "no executable page", "libc calls failing"],
 )
 def test_where_vzeroupper_cannot_be_issued_clear_does_nothing(monkeypatch, case):
     if case == "zlib in use":
@@ -51,9 +54,38 @@ def test_where_vzeroupper_cannot_be_issued_clear_does_nothing(monkeypatch, case)
         monkeypatch.setattr(vectorstate, "_executable", lambda code: None)
     else:
         def missing(code):
-            raise AttributeError("mprotect")
+            raise TypeError("a libc without the mmap signature it was given")
 
         monkeypatch.setattr(vectorstate, "_executable", missing)
     built = vectorstate._build()
     assert built is vectorstate._noop
     built()
+
+
+class _Function:
+    """A libc function of a fake libc: records its calls, returns what it is told."""
+
+    def __init__(self, result):
+        self.result = result
+        self.calls: list[tuple] = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        return self.result
+
+
+@pytest.mark.parametrize("refused", ["mmap", "mprotect"])
+def test_a_page_the_system_will_not_map_or_make_executable_is_given_back(refused):
+    page = ctypes.create_string_buffer(mmap.PAGESIZE)
+    libc = types.SimpleNamespace(
+        mmap=_Function(ctypes.c_void_p(-1).value if refused == "mmap" else ctypes.addressof(page)),
+        mprotect=_Function(-1),
+        munmap=_Function(0),
+    )
+    assert vectorstate._executable(b"\xc3", libc) is None
+    if refused == "mmap":
+        assert not libc.mprotect.calls and not libc.munmap.calls
+    else:
+        assert page.raw[:1] == b"\xc3"  # written before it was to be made executable
+        assert libc.mprotect.calls == [(ctypes.addressof(page), mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC)]
+        assert libc.munmap.calls == [(ctypes.addressof(page), mmap.PAGESIZE)]
