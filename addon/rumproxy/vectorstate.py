@@ -72,13 +72,13 @@ def _executable(code: bytes, libc: ctypes.CDLL | None = None) -> Callable[[], No
 def _build() -> Callable[[], None]:
     if codecs.deflate_lib is zlib:
         return _noop  # zlib's code keeps to SSE
-    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64") or not _cpu_has_avx():
+    if sys.platform != "linux" or platform.machine() != "x86_64" or not _cpu_has_avx():
         return _noop
     try:
         function = _executable(_VZEROUPPER_RET)
     except Exception as e:  # noqa: BLE001 - a speed-up only: never a reason for the addon not to load
-        function = None
         logger.debug("vzeroupper not available: %r", e)
+        return _noop
     if function is None:
         logger.debug("vzeroupper not available: no executable page (this system may forbid them)")
         return _noop
@@ -89,5 +89,5 @@ clear: Callable[[], None] = _build()
 
 
 def available() -> bool:
-    """Whether clear() issues vzeroupper (or, on this system, does nothing)."""
+    """Whether clear() issues vzeroupper here; False: it does nothing on this system."""
     return clear is not _noop
