@@ -5,6 +5,7 @@
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
     scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them
     scripts/bench --instructions  # 10k, all encodings: instructions per request counted by callgrind, ~10 min
+    scripts/bench --cache-misses  # the same, and the L1 and L2 misses of callgrind's cache simulation
 
 nginx (from Debian) serves generated pages (10 KB, 300 KB, 2.5 MB, 20 MB; identity, gzip, br; the
 br column's client is a browser, accepting gzip, deflate, br and zstd). In
@@ -18,6 +19,8 @@ without a Content-Length (what most dynamic apps and compressing middlewares sen
 --instructions the proxy runs under callgrind and the bench counts the instructions it executes
 per request instead of timing it (benchlib/instructions.py): the same code gives the same count on
 a noisy machine, where the small page's throughput ratios swing by more than the addon costs.
+--cache-misses adds callgrind's simulation of this machine's L1 and L2 caches: the misses per
+request, which a count of instructions does not weigh.
 
 Configurations:
   pass         plain `mitmdump --mode reverse:` without the addon (the baseline)
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.warmup_requests} more, then {args.batches} batches of {args.requests} requests on one keep-alive "
               f"connection, less what the process runs by the clock ({instructions.IDLE_S:g} s idle, taken off by each batch's "
               f"duration); the fewest instructions per request of the batches. Counted, not timed.")
+        if args.cache_misses:
+            print(f"Caches simulated by callgrind: {' '.join(args.cache_options) or 'as valgrind detects them'} (sizes, "
+                  f"ways, line bytes; this machine's first CPU, its L2 as the last level); misses of the same batch.")
     else:
         print(f"Origin responses {origin_text}. {args.rounds} rounds; in each, every configuration's fresh proxy warmed up ({args.warmup:g} s of wrk) and "
               f"measured in turn: {args.samples} single requests each, then wrk in {args.slices} alternating slices of {args.duration:g} s (one run of up to "
@@ -123,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections, "pages": args.pages, "encodings": args.encodings,
             "configs": args.configs, "stream_above": STREAM_ABOVE, "page_bytes": sizes, "chunked": args.chunked,
             "instructions": args.instructions, "requests": args.requests, "batches": args.batches,
+            "cache_misses": args.cache_misses, "cache_options": args.cache_options,
             "warmup_requests": args.warmup_requests,
         },
         "configs": {name: {"addon": c.addon, "args": list(c.args), "nginx": c.nginx}
@@ -167,7 +174,9 @@ def summary(sample: dict) -> str:
         return f"FAILED: {sample['error'][:200]}"
     if "instructions_mi" in sample:
         batches = ", ".join(f"{count:.3f}" for count in sample["instructions_batches_mi"])
-        return f"{sample['instructions_mi']:.3f} million instructions per request (batches: {batches})"
+        misses = (f", {sample['l1_misses_k']:.1f}k L1 and {sample['ll_misses']:.0f} L2 misses"
+                  if "l1_misses_k" in sample else "")
+        return f"{sample['instructions_mi']:.3f} million instructions per request (batches: {batches}){misses}"
     cpu = f", {sample['cpu_ms']:.2f} ms CPU/req" if sample.get("cpu_ms") is not None else ""
     rate = f"{sample['rps']:.1f}" if sample.get("rps") is not None else "-"
     return (f"{rate} req/s ({sample['wrk_seconds']} s){cpu}, ttfb {sample['ttfb_ms']:.1f} ms, "
@@ -184,6 +193,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--instructions", action="store_true",
                         help="count the proxy's instructions per request under callgrind instead of timing it "
                              f"(default pages 10k, configurations {','.join(instructions.DEFAULT_CONFIGS)}; ~10 min)")
+    parser.add_argument("--cache-misses", action="store_true",
+                        help="--instructions with callgrind's simulation of this machine's L1 and L2 caches: "
+                             "the misses per request too (slower)")
     parser.add_argument("--requests", type=int, default=50, help="--instructions: requests per batch (default 50)")
     parser.add_argument("--batches", type=int, default=2, help="--instructions: batches per configuration (default 2)")
     parser.add_argument("--warmup-requests", type=int, default=30,
@@ -204,6 +216,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=servers.REPO_ROOT / "bench-results", help="where the JSON goes")
     args = parser.parse_args(argv)
     args.t0 = time.monotonic()
+    args.instructions = args.instructions or args.cache_misses
+    args.cache_options = instructions.cache_options() if args.cache_misses else []
     args.slices = args.slices or 2
     args.duration = args.duration or 1.0
     args.max_duration = max(args.duration, args.max_duration or (4.0 if args.quick else 8.0))

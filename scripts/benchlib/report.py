@@ -29,8 +29,10 @@ METRICS = {
     "peak_rss_mib": ("Proxy peak RSS (VmHWM) over the cell: MiB (difference to pass-stream)", "{:.0f}"),
     "wire_bytes": ("Body bytes to the client, as sent (ratio to pass)", "{:.0f}"),
     "instructions_mi": ("Proxy instructions per request under callgrind: millions (ratio to pass)", "{:.3f}"),
+    "l1_misses_k": ("Proxy L1 misses per request (code and data), callgrind's cache simulation: thousands (ratio to pass)", "{:.1f}"),
+    "ll_misses": ("Proxy L2 misses per request, callgrind's cache simulation (ratio to pass)", "{:.0f}"),
 }
-RATIO_METRICS = ("rps", "cpu_ms", "ttfb_ms", "total_ms", "wire_bytes", "instructions_mi")
+RATIO_METRICS = ("rps", "cpu_ms", "ttfb_ms", "total_ms", "wire_bytes", "instructions_mi", "l1_misses_k", "ll_misses")
 # Throughput at 0.95x of plain mitmdump's, where the proxy's CPU is what limits it.
 SMALL_PAGE_INSTRUCTIONS = 1 / 0.95
 
