@@ -24,7 +24,7 @@ from rumproxy.headerview import Edit, HeaderView
 from rumproxy.planning import Plan, instrumented_fields, make_plan, site, streamable
 from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RulesError, load_rules
-from rumproxy.settings import MEMO_MIB, MIN_SCAN_LIMIT, STREAM_ABOVE, STREAM_MODES, Settings
+from rumproxy.settings import MEMO_MIB, Settings, declare_options
 from rumproxy.snippet import PageTrace
 from rumproxy.stream import InjectingStream, StreamOutcome
 from rumproxy.streamnotices import OwnStreamNotices
@@ -54,64 +54,7 @@ class RumInject:
         self.stream_notices = OwnStreamNotices()
 
     def load(self, loader) -> None:
-        loader.add_option(
-            "rum_rules",
-            str,
-            str(self.default_rules),
-            "The rule set (YAML, see the README): which hosts and paths get which RUM agent. "
-            "Edits are applied while the proxy runs; an invalid edit keeps the last good rules.",
-        )
-        loader.add_option(
-            "rum_scan_limit",
-            int,
-            64 * 1024,
-            f"How many bytes of decoded HTML to scan for the insertion point before giving up on a page "
-            f"(at least {MIN_SCAN_LIMIT}).",
-        )
-        loader.add_option(
-            "rum_stream",
-            str,
-            "auto",
-            "Inject while streaming the body: auto (large or unsized bodies), always, never (buffer whole bodies).",
-            choices=STREAM_MODES,
-        )
-        loader.add_option(
-            "rum_stream_above",
-            str,
-            f"{STREAM_ABOVE // 1024}k",
-            "With rum_stream=auto: a page whose Content-Length is at most this size is rewritten whole "
-            "(buffered, then sent with its new Content-Length); a larger one, or one without a "
-            "Content-Length, streams. Higher: less proxy CPU per page of a few MB (mitmproxy's buffered "
-            "path is cheaper than its streaming), a later first byte, and the whole body in memory per "
-            "response in flight. Sizes as for stream_large_bodies: 400000, 384k, 4m.",
-        )
-        loader.add_option(
-            "rum_gzip_splice",
-            bool,
-            True,
-            "For a gzip page (streamed, or whole and larger than the scan window), re-compress it only up to "
-            "32 KiB past the snippet and send the upstream's own deflate blocks after that. Turn off for "
-            "upstreams that send more than one gzip member per body (a streamed page logs a warning).",
-        )
-        loader.add_option(
-            "rum_memo",
-            int,
-            MEMO_MIB,
-            "MiB of memory for remembering how pages were rewritten: a page whose upstream body is byte for "
-            "byte that of a remembered one (a gzip page that rum_gzip_splice streams: up to its reuse point) "
-            "is not scanned, decoded or (gzip) compressed again; only its snippet is new. A streamed gzip "
-            "page gets the remembered rewrite while its bytes arrive, no later than without it. 0 turns it off.",
-        )
-        loader.add_option(
-            "rum_prefer_gzip",
-            bool,
-            True,
-            "Ask the upstream for a page without br or zstd when the client accepts gzip (page navigations "
-            "that a rule instruments). br and zstd pages are decoded and compressed again for every "
-            "response, at 5 to 13 times the CPU of a gzip page (scripts/bench, 2.5 and 20 MB), and come out "
-            "larger than the upstream's gzip at the fastest levels the proxy must use. Off: the upstream gets "
-            "the client's Accept-Encoding.",
-        )
+        declare_options(loader, self.default_rules)
 
     def configure(self, updated: set[str]) -> None:
         # Nothing changes unless all of it is valid (mitmproxy then puts the options back and
