@@ -70,7 +70,7 @@ def cache_options(caches: Path = _SYSFS_CACHES) -> list[str]:
             size = _size((index / "size").read_text().strip())
             ways = int((index / "ways_of_associativity").read_text())
             line = int((index / "coherency_line_size").read_text())
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError):
             continue
         option = {(1, "Instruction"): "--I1", (1, "Data"): "--D1", (2, "Unified"): "--LL"}.get((level, kind))
         sets = size // (ways * line) if ways > 0 and line > 0 else 0
