@@ -23,11 +23,11 @@ def fetch_destination(request_headers: HeaderView) -> str | None:
 
 def is_navigation(method: str, request_headers: HeaderView) -> bool:
     """A browser loading a page: `Sec-Fetch-Dest: document`, or, from clients that do not send
-    fetch metadata, a GET that accepts HTML."""
+    fetch metadata, a GET that accepts HTML and that no page's script sent."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         return destination in NAVIGATION_DESTINATIONS
-    if method != "GET":
+    if method != "GET" or sent_by_script(request_headers):
         return False
     accept = request_headers.get(b"accept")
     return not accept or accepts_html(accept)
@@ -36,13 +36,27 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
 def is_never_a_page(request_headers: HeaderView) -> bool:
     """A request whose response is never a page to instrument, so neither it nor its response is
     changed: a browser's request for something else (a script, an image, a fetch), as its
-    `Sec-Fetch-Dest` says, or, from a client without fetch metadata, one whose Accept names types
-    but no HTML (an API client asking for JSON)."""
+    `Sec-Fetch-Dest` says, or, from a client without fetch metadata, one a page's script sent (an
+    HTML fragment it puts into the page, which has its agent already) or one whose Accept names
+    types but no HTML (an API client asking for JSON)."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         return destination not in NAVIGATION_DESTINATIONS
+    if sent_by_script(request_headers):
+        return True
     accept = request_headers.get(b"accept")
     return accept is not None and accept.strip() != "" and not accepts_html(accept)
+
+
+def sent_by_script(request_headers: HeaderView) -> bool:
+    """Whether a script library marked the request as its own: `X-Requested-With: XMLHttpRequest`
+    (jQuery, Rails UJS, Prototype and others; Android's WebView puts its app's name in that header
+    on every request, so only this value counts) or htmx's `HX-Request`. Asked only of requests
+    without fetch metadata: a newer browser says `Sec-Fetch-Dest: empty` for these, which decides."""
+    requested_with = request_headers.get(b"x-requested-with")
+    if requested_with is not None and requested_with.strip().lower() == "xmlhttprequest":
+        return True
+    return b"hx-request" in request_headers
 
 
 def accepts_html(accept: str) -> bool:

@@ -177,6 +177,41 @@ def test_an_api_clients_request_is_passed_on_without_a_look(http, upstream, prox
     assert "not injected" not in proxy.log_text(since=mark)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Requested-With": "XMLHttpRequest", "Accept": "text/html, */*; q=0.01"},  # jQuery's .load()
+        {"HX-Request": "true", "Accept": "*/*"},  # htmx
+    ],
+    ids=["jquery", "htmx"],
+)
+def test_a_scripts_request_without_fetch_metadata_is_passed_on_without_a_look(http, upstream, proxy, headers):
+    """An old browser's XHR for an HTML fragment, marked by the library that sent it: the fragment
+    goes into a page that has its agent already, so it is passed on as received, untracked."""
+    mark = proxy.mark()
+    headers = {**headers, "Accept-Encoding": "gzip"}
+    query = f"body=basic&encoding=gzip&s={len(headers)}{len(headers['Accept'])}"
+    direct = http.get(f"{upstream.url}/page?{query}", headers=headers, stream=True, timeout=30)
+    proxied = http.get(f"{proxy.url}/page?{query}", headers=headers, stream=True, timeout=30)
+    assert proxied.status_code == direct.status_code == 200
+    assert proxied.raw.read(decode_content=False) == direct.raw.read(decode_content=False)
+    for name in ("content-length", "content-encoding", "content-type", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name), name
+    assert "x-rum-injected" not in proxied.headers and "server-timing" not in proxied.headers
+    echoed = http.get(f"{proxy.url}/echo-headers", headers=headers, timeout=30).json()
+    assert "traceparent" not in echoed
+    proxy.wait_for_log(r"/echo-headers\s*\n?\s*<< 200", since=mark, timeout=10)  # the page's line came before
+    assert "not injected" not in proxy.log_text(since=mark)
+
+
+def test_androids_webview_marks_every_request_so_its_pages_are_still_instrumented(http, proxy):
+    """Android's WebView sends `X-Requested-With: <app id>` with navigations too (and fetch metadata
+    in its newer versions; this one has none)."""
+    headers = {"X-Requested-With": "com.example.shop", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    proxied = http.get(f"{proxy.url}/page?body=basic&w=1", headers=headers, timeout=30)
+    assert b"elasticApm" in proxied.content and proxied.headers["x-rum-injected"]
+
+
 @pytest.mark.parametrize("accept", [None, "*/*", "TEXT/HTML", "text/*"])
 def test_a_client_without_fetch_metadata_that_takes_html_gets_the_page_instrumented(http, proxy, accept):
     """curl, python-requests, an old browser: what they accept admits a page, so a page gets the snippet."""

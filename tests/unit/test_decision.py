@@ -46,11 +46,35 @@ def test_fetch_metadata_decides_whatever_the_accept(destination, never_a_page):
         assert decision.is_navigation("GET", headers) is not never_a_page
 
 
+@pytest.mark.parametrize(
+    ("fields", "never_a_page"),
+    [
+        ({"x_requested_with": "XMLHttpRequest", "accept": "text/html, */*; q=0.01"}, True),  # jQuery's .load()
+        ({"x_requested_with": " xmlhttprequest "}, True),
+        ({"hx_request": "true", "accept": "*/*"}, True),  # htmx
+        ({"x_requested_with": "com.example.shop", "accept": "text/html"}, False),  # Android's WebView, on every request
+        ({"x_requested_with": "", "accept": "text/html"}, False),
+    ],
+)
+def test_a_client_without_fetch_metadata_is_judged_by_what_its_scripts_mark(fields, never_a_page):
+    headers = view(**fields)
+    assert decision.is_never_a_page(headers) is never_a_page
+    assert decision.is_navigation("GET", headers) is not never_a_page
+
+
+def test_fetch_metadata_decides_before_a_scripts_mark():
+    headers = view(sec_fetch_dest="document", x_requested_with="XMLHttpRequest", hx_request="true")
+    assert not decision.is_never_a_page(headers)
+    assert decision.is_navigation("GET", headers)
+
+
 @given(
     destination=st.one_of(st.none(), st.sampled_from(["document", "iframe", "frame", "empty", "script", "style", "x"])),
     accept=st.one_of(st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyzHTML/*+;=.,0123456789 ", max_size=40)),
+    requested_with=st.one_of(st.none(), st.sampled_from(["XMLHttpRequest", "com.example.app", ""])),
+    hx_request=st.one_of(st.none(), st.just("true")),
     method=st.sampled_from(["GET", "POST", "HEAD"]),
 )
-def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, method):
-    headers = view(sec_fetch_dest=destination, accept=accept)
+def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, method):
+    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request)
     assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
