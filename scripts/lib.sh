@@ -46,8 +46,8 @@ fetch_agent_bundle() {
 }
 
 # The Debian packages the tests and the bench use: Chromium (browser tests), nginx and wrk
-# (bench), valgrind (bench --instructions), iptables and iproute2 (transparent-mode test), npm
-# (agent bundle).
+# (bench), valgrind (bench --instructions), iptables and iproute2 (transparent-mode test),
+# wireguard-go and wireguard-tools (WireGuard-mode test), npm (agent bundle).
 ensure_system_packages() {
     local missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -57,13 +57,20 @@ ensure_system_packages() {
     command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
     command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || missing+=(iproute2)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
-    [ ${#missing[@]} -eq 0 ] && return 0
+    # Without their recommendations: wireguard-tools recommends the kernel module, which Debian
+    # ships in a whole kernel image; the test runs WireGuard in user space.
+    local bare=()
+    command -v wireguard-go >/dev/null 2>&1 || bare+=(wireguard-go)
+    command -v wg >/dev/null 2>&1 || bare+=(wireguard-tools)
+    local all=("${missing[@]}" "${bare[@]}")
+    [ ${#all[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing ${missing[*]} with apt-get" >&2
+        echo "setup: installing ${all[*]} with apt-get" >&2
         apt-get update -qq >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+        [ ${#bare[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bare[@]}" >&2
     else
-        echo "setup: missing system packages: ${missing[*]} — install them (sudo apt-get install ${missing[*]});" \
+        echo "setup: missing system packages: ${all[*]} — install them (sudo apt-get install ${all[*]});" \
              "the tests that need them are skipped with that reason" >&2
     fi
 }

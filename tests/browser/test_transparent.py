@@ -14,24 +14,17 @@ mitmdump, which finds the original destination and forwards it. The tests read t
 from __future__ import annotations
 
 import re
-import secrets
-import shlex
-import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests.browser.netns import Network, checked, chromium_in, client_and_router
 from tests.browser.support import (
-    CHROMIUM,
     BrowserApp,
     BrowserPage,
     JsonlIntakeReader,
     assert_document_linked,
     browser_suite,
-    is_root,
     linked_backend,
     rule,
     write_rules,
@@ -44,57 +37,10 @@ ROUTER_IP = "10.231.0.1"
 CLIENT_IP = "10.231.0.2"
 
 
-@dataclass(frozen=True)
-class Network:
-    client: str  # namespace names
-    router: str
-    router_veth: str  # the router's interface towards the client
-
-    def exec_in(self, namespace: str) -> list[str]:
-        return ["ip", "netns", "exec", namespace]
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-
-
-def checked(*argv: str) -> None:
-    result = run(*argv)
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
-
-
 @pytest.fixture(scope="module")
 def network() -> Iterator[Network]:
-    if not is_root():
-        pytest.skip("transparent mode needs root, to create network namespaces and iptables rules")
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"transparent mode needs `{tool}` (iproute2 / iptables)")
-    suffix = secrets.token_hex(3)  # unique names: runs in parallel do not collide
-    network = Network(client=f"rumproxy-c-{suffix}", router=f"rumproxy-r-{suffix}", router_veth=f"rpr{suffix}")
-    client_veth = f"rpc{suffix}"
-    created: list[str] = []
-    try:
-        result = run("ip", "netns", "add", network.client)
-        if result.returncode != 0:
-            pytest.skip(f"cannot create a network namespace (`ip netns add`): {result.stderr.strip()}")
-        created.append(network.client)
-        checked("ip", "netns", "add", network.router)
-        created.append(network.router)
-        checked("ip", "link", "add", client_veth, "netns", network.client, "type", "veth",
-                "peer", "name", network.router_veth, "netns", network.router)
-        for namespace, veth, address in ((network.client, client_veth, CLIENT_IP),
-                                         (network.router, network.router_veth, ROUTER_IP)):
-            inside = network.exec_in(namespace)
-            checked(*inside, "ip", "link", "set", "lo", "up")
-            checked(*inside, "ip", "addr", "add", f"{address}/24", "dev", veth)
-            checked(*inside, "ip", "link", "set", veth, "up")
+    with client_and_router(CLIENT_IP, ROUTER_IP, purpose="transparent mode", tools=("ip", "iptables")) as network:
         yield network
-    finally:
-        # Deleting a namespace takes its veth end, its peer and its iptables rules with it.
-        for namespace in reversed(created):
-            run("ip", "netns", "del", namespace)
 
 
 @pytest.fixture(scope="module")
@@ -131,15 +77,7 @@ def proxy(network: Network, app: BrowserApp, intake: JsonlIntakeReader, tmp_path
 @pytest.fixture(scope="module")
 def browser_executable(network: Network, tmp_path_factory) -> str:
     """Chromium, started inside the client namespace."""
-    assert CHROMIUM is not None
-    script = Path(tmp_path_factory.mktemp("chromium")) / "chromium-in-client-ns"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"exec {shlex.join(network.exec_in(network.client))} {shlex.quote(CHROMIUM)} \"$@\"\n",
-        encoding="utf-8",
-    )
-    script.chmod(0o755)
-    return str(script)
+    return chromium_in(network, network.client, tmp_path_factory.mktemp("chromium"))
 
 
 def test_page_in_transparent_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump,

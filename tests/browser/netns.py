@@ -1,0 +1,94 @@
+"""Network namespaces for the browser tests of the modes a client is not configured for
+(transparent, WireGuard): a client namespace and a router namespace joined by a veth pair.
+
+    client ns  client_ip ── veth ── router_ip  router ns
+
+Chromium runs in the client namespace through a wrapper script given to Playwright as its
+executable; the app, the intake and mitmdump run in the router namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.browser.support import CHROMIUM, is_root
+
+
+@dataclass(frozen=True)
+class Network:
+    client: str  # namespace names
+    router: str
+    client_veth: str  # the client's interface towards the router
+    router_veth: str  # the router's interface towards the client
+    suffix: str  # unique to this network: for other names that must not collide
+
+    @staticmethod
+    def exec_in(namespace: str) -> list[str]:
+        return ["ip", "netns", "exec", namespace]
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def checked(*argv: str) -> None:
+    result = run(*argv)
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def client_and_router(client_ip: str, router_ip: str, *, purpose: str, tools: Sequence[str] = ("ip",)) -> Iterator[Network]:
+    """The two namespaces, up, with /24 addresses on the veth pair; skips the test (`purpose` says
+    what for) without root or one of `tools`."""
+    if not is_root():
+        pytest.skip(f"{purpose} needs root, to create network namespaces")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.skip(f"{purpose} needs `{tool}`")
+    suffix = secrets.token_hex(3)  # unique names: runs in parallel do not collide
+    network = Network(client=f"rumproxy-c-{suffix}", router=f"rumproxy-r-{suffix}",
+                      client_veth=f"rpc{suffix}", router_veth=f"rpr{suffix}", suffix=suffix)
+    created: list[str] = []
+    try:
+        result = run("ip", "netns", "add", network.client)
+        if result.returncode != 0:
+            pytest.skip(f"cannot create a network namespace (`ip netns add`): {result.stderr.strip()}")
+        created.append(network.client)
+        checked("ip", "netns", "add", network.router)
+        created.append(network.router)
+        checked("ip", "link", "add", network.client_veth, "netns", network.client, "type", "veth",
+                "peer", "name", network.router_veth, "netns", network.router)
+        for namespace, veth, address in ((network.client, network.client_veth, client_ip),
+                                         (network.router, network.router_veth, router_ip)):
+            inside = network.exec_in(namespace)
+            checked(*inside, "ip", "link", "set", "lo", "up")
+            checked(*inside, "ip", "addr", "add", f"{address}/24", "dev", veth)
+            checked(*inside, "ip", "link", "set", veth, "up")
+        yield network
+    finally:
+        # Deleting a namespace takes its interfaces, their peers and its iptables rules with it.
+        for namespace in reversed(created):
+            run("ip", "netns", "del", namespace)
+
+
+def chromium_in(network: Network, namespace: str, directory: Path) -> str:
+    """A script that starts Chromium inside `namespace`, for Playwright's `executable_path`."""
+    assert CHROMIUM is not None
+    script = directory / f"chromium-in-{namespace}"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"exec {shlex.join(network.exec_in(namespace))} {shlex.quote(CHROMIUM)} \"$@\"\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return str(script)

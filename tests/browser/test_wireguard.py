@@ -1,0 +1,146 @@
+"""WireGuard mode in a real Chromium: the client's traffic to the app reaches mitmdump through a
+WireGuard tunnel, as a phone's or a laptop's would with mitmproxy's client configuration.
+
+    client ns  10.232.0.2 ── veth ── 10.232.0.1  router ns: intake, mitmdump --mode wireguard
+      tunnel interface (wireguard-go)             the app on 10.232.1.1 (lo)
+      10.232.1.1/32 → tunnel → mitmdump → the app
+
+The client namespace reaches the app's address only through the tunnel (the route mitmproxy's
+client configuration makes for every address), and the intake directly over the veth pair. The
+kernel's WireGuard module is not needed: Debian's wireguard-go runs the tunnel in user space on a
+TUN device, configured with `wg` (wireguard-tools). The tests read the intake's --jsonl file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser.netns import Network, checked, chromium_in, client_and_router, run
+from tests.browser.support import (
+    BrowserApp,
+    BrowserPage,
+    JsonlIntakeReader,
+    assert_document_linked,
+    browser_suite,
+    linked_backend,
+    rule,
+    write_rules,
+)
+from tests.harness import Mitmdump, PythonApp
+
+pytestmark = browser_suite
+
+ROUTER_IP = "10.232.0.1"
+CLIENT_IP = "10.232.0.2"
+APP_IP = "10.232.1.1"
+TUNNEL_ADDRESS = "10.0.0.1/32"  # the client's address in mitmproxy's WireGuard client configuration
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[Network]:
+    if not Path("/dev/net/tun").exists():
+        pytest.skip("WireGuard mode's client (wireguard-go) needs a TUN device, /dev/net/tun")
+    with client_and_router(CLIENT_IP, ROUTER_IP, purpose="WireGuard mode", tools=("ip", "wg", "wireguard-go")) as network:
+        checked(*network.exec_in(network.router), "ip", "addr", "add", f"{APP_IP}/32", "dev", "lo")
+        yield network
+
+
+@pytest.fixture(scope="module")
+def intake(network: Network, tmp_path_factory) -> Iterator[JsonlIntakeReader]:
+    """Overrides the suite's intake: this one runs in the router namespace."""
+    events = tmp_path_factory.mktemp("intake") / "events.jsonl"
+    events.touch()
+    server = PythonApp("rumproxy.intake", ["--quiet", "--host", ROUTER_IP, "--jsonl", str(events)], name="intake")
+    server.argv = [*network.exec_in(network.router), *server.argv]
+    with server:
+        yield JsonlIntakeReader(events, server.url)
+
+
+@pytest.fixture(scope="module")
+def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
+    with BrowserApp(apm_server_url=intake.url, service_name="tunnel-backend",
+                    args=["--host", APP_IP], wrapper=network.exec_in(network.router)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(network: Network, app: BrowserApp, intake: JsonlIntakeReader, tmp_path_factory) -> Iterator[Mitmdump]:
+    rules = write_rules(tmp_path_factory.mktemp("wireguard") / "rules.yaml",
+                        server_url=intake.url, rules=[rule("tunnel", [APP_IP])])
+    with Mitmdump(mode="wireguard", rules=rules, args=["--listen-host", ROUTER_IP],
+                  wrapper=network.exec_in(network.router)) as mitmdump:
+        yield mitmdump
+
+
+@pytest.fixture(scope="module")
+def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]:
+    """The client's WireGuard interface, with the keys mitmdump made (its confdir's wireguard.conf)
+    and a route to the app's address through it."""
+    keys = json.loads((proxy.confdir / "wireguard.conf").read_text(encoding="utf-8"))
+    server_public_key = subprocess.run(["wg", "pubkey"], input=keys["server_key"], capture_output=True,
+                                       text=True, check=True, timeout=10).stdout.strip()
+    directory = tmp_path_factory.mktemp("tunnel")
+    private_key = directory / "client.key"
+    private_key.touch(mode=0o600)
+    private_key.write_text(keys["client_key"], encoding="utf-8")
+    interface = f"rpw{network.suffix}"
+    inside = network.exec_in(network.client)
+    log = (directory / "wireguard-go.log").open("w", encoding="utf-8")
+    # wireguard-go refuses to run on Linux, where the kernel module would be the better tunnel,
+    # unless told otherwise; -f keeps it in the foreground, as a child of this test.
+    env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
+    daemon = subprocess.Popen([*inside, shutil.which("wireguard-go") or "wireguard-go", "-f", interface],
+                              stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while run(*inside, "wg", "show", interface).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError(f"wireguard-go did not bring up {interface}: "
+                                   f"{(directory / 'wireguard-go.log').read_text(encoding='utf-8').strip()}")
+            time.sleep(0.1)
+        checked(*inside, "wg", "set", interface, "private-key", str(private_key),
+                "peer", server_public_key, "endpoint", f"{ROUTER_IP}:{proxy.port}", "allowed-ips", f"{APP_IP}/32")
+        checked(*inside, "ip", "addr", "add", TUNNEL_ADDRESS, "dev", interface)
+        checked(*inside, "ip", "link", "set", interface, "up")
+        checked(*inside, "ip", "route", "add", f"{APP_IP}/32", "dev", interface)
+        yield interface
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_executable(network: Network, tmp_path_factory) -> str:
+    """Chromium, started inside the client namespace."""
+    return chromium_in(network, network.client, tmp_path_factory.mktemp("chromium"))
+
+
+def test_page_in_wireguard_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump, tunnel: str,
+                                                              app: BrowserApp, intake: JsonlIntakeReader) -> None:
+    url = f"http://{APP_IP}:{app.port}/"
+    mark = proxy.mark()
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    # Through the tunnel: mitmdump names the client by its tunnel address.
+    proxy.wait_for_log(re.escape(f"{TUNNEL_ADDRESS.split('/')[0]}:") + r"\d+: GET " + re.escape(url), since=mark)
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    assert browser_page.page.locator("#items").get_attribute("data-state") == "loaded"
+    browser_page.assert_clean()
