@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.support import CHROMIUM, is_root
+from tests.browser.support import CHROMIUM, BrowserApp, JsonlIntakeReader, is_root
+from tests.harness import PythonApp
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,21 @@ def chromium_in(network: Network, namespace: str, directory: Path) -> str:
     )
     script.chmod(0o755)
     return str(script)
+
+
+@contextlib.contextmanager
+def router_intake(network: Network, host: str, directory: Path) -> Iterator[JsonlIntakeReader]:
+    """The local intake in the router namespace, on `host`: the tests read its --jsonl file, since
+    it is not reachable from their own namespace."""
+    events = directory / "events.jsonl"
+    events.touch()
+    server = PythonApp("rumproxy.intake", ["--quiet", "--host", host, "--jsonl", str(events)], name="intake")
+    server.argv = [*network.exec_in(network.router), *server.argv]
+    with server:
+        yield JsonlIntakeReader(events, server.url)
+
+
+def router_app(network: Network, host: str, intake: JsonlIntakeReader, service_name: str) -> BrowserApp:
+    """The browser suite's app in the router namespace, on `host`, reporting to `intake`."""
+    return BrowserApp(apm_server_url=intake.url, service_name=service_name,
+                      args=["--host", host], wrapper=network.exec_in(network.router))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.netns import Network, checked, chromium_in, client_and_router
+from tests.browser.netns import Network, checked, chromium_in, client_and_router, router_app, router_intake
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,
@@ -29,7 +29,7 @@ from tests.browser.support import (
     rule,
     write_rules,
 )
-from tests.harness import Mitmdump, PythonApp
+from tests.harness import Mitmdump
 
 pytestmark = browser_suite
 
@@ -46,18 +46,13 @@ def network() -> Iterator[Network]:
 @pytest.fixture(scope="module")
 def intake(network: Network, tmp_path_factory) -> Iterator[JsonlIntakeReader]:
     """Overrides the suite's intake: this one runs in the router namespace."""
-    events = tmp_path_factory.mktemp("intake") / "events.jsonl"
-    events.touch()
-    server = PythonApp("rumproxy.intake", ["--quiet", "--host", ROUTER_IP, "--jsonl", str(events)], name="intake")
-    server.argv = [*network.exec_in(network.router), *server.argv]
-    with server:
-        yield JsonlIntakeReader(events, server.url)
+    with router_intake(network, ROUTER_IP, tmp_path_factory.mktemp("intake")) as reader:
+        yield reader
 
 
 @pytest.fixture(scope="module")
 def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="router-backend",
-                    args=["--host", ROUTER_IP], wrapper=network.exec_in(network.router)) as server:
+    with router_app(network, ROUTER_IP, intake, "router-backend") as server:
         yield server
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.netns import Network, checked, chromium_in, client_and_router, run
+from tests.browser.netns import Network, checked, chromium_in, client_and_router, router_app, router_intake, run
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,
@@ -35,7 +35,7 @@ from tests.browser.support import (
     rule,
     write_rules,
 )
-from tests.harness import Mitmdump, PythonApp
+from tests.harness import Mitmdump
 
 pytestmark = browser_suite
 
@@ -57,18 +57,13 @@ def network() -> Iterator[Network]:
 @pytest.fixture(scope="module")
 def intake(network: Network, tmp_path_factory) -> Iterator[JsonlIntakeReader]:
     """Overrides the suite's intake: this one runs in the router namespace."""
-    events = tmp_path_factory.mktemp("intake") / "events.jsonl"
-    events.touch()
-    server = PythonApp("rumproxy.intake", ["--quiet", "--host", ROUTER_IP, "--jsonl", str(events)], name="intake")
-    server.argv = [*network.exec_in(network.router), *server.argv]
-    with server:
-        yield JsonlIntakeReader(events, server.url)
+    with router_intake(network, ROUTER_IP, tmp_path_factory.mktemp("intake")) as reader:
+        yield reader
 
 
 @pytest.fixture(scope="module")
 def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="tunnel-backend",
-                    args=["--host", APP_IP], wrapper=network.exec_in(network.router)) as server:
+    with router_app(network, APP_IP, intake, "tunnel-backend") as server:
         yield server
 
 
