@@ -265,6 +265,7 @@ class Mitmdump(Process):
     ) -> None:
         if rules is not None and script is None:
             raise ValueError("rum_rules is an option of the addon: rules need a script")
+        self.mode = mode
         self._own_confdir = confdir is None
         self.confdir = Path(confdir) if confdir is not None else Path(tempfile.mkdtemp(prefix="rumproxy-confdir-"))
         argv: list[str | os.PathLike[str]] = [*wrapper, venv_bin("mitmdump")]

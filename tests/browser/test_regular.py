@@ -1,5 +1,6 @@
-"""Regular (explicit proxy) mode in a real Chromium: only the sites the rules name are
-instrumented, others pass byte for byte, and HTTPS sites work through mitmproxy's CA."""
+"""The modes a browser is configured for, regular (an HTTP proxy) and SOCKS5, in a real Chromium:
+only the sites the rules name are instrumented, others pass byte for byte, and HTTPS sites work
+through mitmproxy's CA. Every test runs in both modes."""
 
 from __future__ import annotations
 
@@ -50,23 +51,28 @@ def tls_app(intake: Intake, tmp_path_factory) -> Iterator[BrowserApp]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def proxy(app: BrowserApp, other_app: BrowserApp, tls_app: BrowserApp, intake: Intake,
-          tmp_path_factory) -> Iterator[Mitmdump]:
+# mitmproxy's mode, and the scheme of the browser's --proxy-server for it.
+PROXY_SCHEMES = {"regular": "http", "socks5": "socks5"}
+
+
+@pytest.fixture(scope="module", params=list(PROXY_SCHEMES))
+def proxy(request: pytest.FixtureRequest, app: BrowserApp, other_app: BrowserApp, tls_app: BrowserApp,
+          intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
     rules = write_rules(
-        tmp_path_factory.mktemp("regular") / "rules.yaml",
+        tmp_path_factory.mktemp(request.param) / "rules.yaml",
         server_url=intake.url,
         rules=[rule("named", [f"127.0.0.1:{app.port}", f"127.0.0.1:{tls_app.port}"])],
     )
     # The TLS site's certificate is self-signed.
-    with Mitmdump(mode="regular", rules=rules, args=["--set", "ssl_insecure=true"]) as mitmdump:
+    with Mitmdump(mode=request.param, rules=rules, args=["--set", "ssl_insecure=true"]) as mitmdump:
         yield mitmdump
 
 
 @pytest.fixture(scope="module")
 def browser_args(proxy: Mitmdump) -> list[str]:
+    scheme = PROXY_SCHEMES[proxy.mode]
     return [
-        f"--proxy-server=http://127.0.0.1:{proxy.port}",
+        f"--proxy-server={scheme}://127.0.0.1:{proxy.port}",
         "--proxy-bypass-list=<-loopback>",  # Chromium sends loopback around the proxy otherwise
         f"--ignore-certificate-errors-spki-list={spki_sha256(proxy.ca_cert)}",
     ]
