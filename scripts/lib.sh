@@ -46,7 +46,7 @@ fetch_agent_bundle() {
 }
 
 # The Debian packages the tests and the bench use: Chromium (browser tests), nginx and wrk
-# (bench), valgrind (bench --instructions), iptables and iproute2 (transparent-mode test),
+# (bench), valgrind (bench --instructions), iptables and iproute2 (the network-namespace tests),
 # wireguard-go and wireguard-tools (WireGuard-mode test), npm (agent bundle).
 ensure_system_packages() {
     local missing=()

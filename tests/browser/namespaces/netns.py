@@ -10,6 +10,7 @@ executable; the app, the intake and mitmdump run in the router namespace.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import shlex
 import shutil
@@ -20,8 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.support import CHROMIUM, BrowserApp, JsonlIntakeReader, is_root
-from tests.harness import PythonApp
+from tests.browser.support import (
+    CHROMIUM,
+    BrowserApp,
+    BrowserPage,
+    JsonlIntakeReader,
+    assert_document_linked,
+    is_root,
+    linked_backend,
+    rule,
+    write_rules,
+)
+from tests.harness import Mitmdump, PythonApp
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,32 @@ def router_intake(network: Network, host: str, directory: Path) -> Iterator[Json
         yield JsonlIntakeReader(events, server.url)
 
 
-def router_app(network: Network, host: str, intake: JsonlIntakeReader, service_name: str) -> BrowserApp:
-    """The browser suite's app in the router namespace, on `host`, reporting to `intake`."""
+def router_app(network: Network, host: str, intake: JsonlIntakeReader, service_name: str,
+               namespace: str | None = None) -> BrowserApp:
+    """The browser suite's app on `host` in the router namespace (or `namespace`), reporting to `intake`."""
     return BrowserApp(apm_server_url=intake.url, service_name=service_name,
-                      args=["--host", host], wrapper=network.exec_in(network.router))
+                      args=["--host", host], wrapper=network.exec_in(namespace or network.router))
+
+
+def router_mitmdump(network: Network, intake: JsonlIntakeReader, directory: Path, *, mode: str, hosts: Sequence[str],
+                    args: Sequence[str] = (), kind: type[Mitmdump] = Mitmdump) -> Mitmdump:
+    """mitmdump with the addon in the router namespace, in `mode`, with one rule for `hosts` whose
+    agent reports to `intake`."""
+    rules = write_rules(directory / "rules.yaml", server_url=intake.url, rules=[rule("namespaced", hosts)])
+    return kind(mode=mode, rules=rules, args=args, wrapper=network.exec_in(network.router))
+
+
+def assert_page_linked_through(browser_page: BrowserPage, proxy: Mitmdump, intake: JsonlIntakeReader, url: str,
+                               client_address: str) -> None:
+    """Chromium loads `url`: the page comes instrumented, through mitmdump (which names the client
+    by `client_address`), and its page load and the backend's transaction are one trace."""
+    mark = proxy.mark()
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    proxy.wait_for_log(re.escape(f"{client_address}:") + r"\d+: GET " + re.escape(url), since=mark)
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    assert browser_page.page.locator("#items").get_attribute("data-state") == "loaded"
+    browser_page.assert_clean()

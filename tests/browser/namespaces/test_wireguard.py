@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -24,16 +23,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.netns import Network, checked, chromium_in, client_and_router, router_app, router_intake, run
+from tests.browser.namespaces.netns import (
+    Network,
+    assert_page_linked_through,
+    checked,
+    client_and_router,
+    router_app,
+    router_mitmdump,
+    run,
+)
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,
     JsonlIntakeReader,
-    assert_document_linked,
     browser_suite,
-    linked_backend,
-    rule,
-    write_rules,
 )
 from tests.harness import Mitmdump
 
@@ -55,13 +58,6 @@ def network() -> Iterator[Network]:
 
 
 @pytest.fixture(scope="module")
-def intake(network: Network, tmp_path_factory) -> Iterator[JsonlIntakeReader]:
-    """Overrides the suite's intake: this one runs in the router namespace."""
-    with router_intake(network, ROUTER_IP, tmp_path_factory.mktemp("intake")) as reader:
-        yield reader
-
-
-@pytest.fixture(scope="module")
 def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
     with router_app(network, APP_IP, intake, "tunnel-backend") as server:
         yield server
@@ -69,10 +65,8 @@ def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(network: Network, app: BrowserApp, intake: JsonlIntakeReader, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = write_rules(tmp_path_factory.mktemp("wireguard") / "rules.yaml",
-                        server_url=intake.url, rules=[rule("tunnel", [APP_IP])])
-    with Mitmdump(mode="wireguard", rules=rules, args=["--listen-host", ROUTER_IP],
-                  wrapper=network.exec_in(network.router)) as mitmdump:
+    with router_mitmdump(network, intake, tmp_path_factory.mktemp("wireguard"), mode="wireguard",
+                         hosts=[APP_IP], args=["--listen-host", ROUTER_IP]) as mitmdump:
         yield mitmdump
 
 
@@ -119,23 +113,6 @@ def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser_executable(network: Network, tmp_path_factory) -> str:
-    """Chromium, started inside the client namespace."""
-    return chromium_in(network, network.client, tmp_path_factory.mktemp("chromium"))
-
-
 def test_page_in_wireguard_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump, tunnel: str,
                                                               app: BrowserApp, intake: JsonlIntakeReader) -> None:
-    url = f"http://{APP_IP}:{app.port}/"
-    mark = proxy.mark()
-    response = browser_page.goto(url)
-    assert response.headers.get("x-rum-injected") == "rumproxy"
-    # Through the tunnel: mitmdump names the client by its tunnel address.
-    proxy.wait_for_log(re.escape(f"{TUNNEL_ADDRESS.split('/')[0]}:") + r"\d+: GET " + re.escape(url), since=mark)
-    load, backend = browser_page.wait_for_intake(
-        intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction"
-    )
-    assert_document_linked(intake.events(), load, backend)
-    assert browser_page.page.locator("#items").get_attribute("data-state") == "loaded"
-    browser_page.assert_clean()
+    assert_page_linked_through(browser_page, proxy, intake, f"http://{APP_IP}:{app.port}/", TUNNEL_ADDRESS.split('/')[0])
