@@ -1,7 +1,6 @@
-"""HTTP content-codings, buffered and incremental.
+"""HTTP content-codings: their names, and decoders, buffered and incremental (the encoders are
+in `encoders`).
 
-The proxy re-encodes every injected page on the hot path, so encoders always
-run at the fastest level: brotli at quality 11 costs about a second per MB.
 Decoders follow what browsers accept rather than the strictest reading of the
 RFCs (raw deflate, multi-member gzip, trailing bytes after a gzip/deflate end).
 """
@@ -26,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED = ("identity", "gzip", "deflate", "br", "zstd")
 _ALIASES = {name: name for name in SUPPORTED} | {"x-gzip": "gzip"}
-_CODEC_ERRORS = (zlib.error, deflate_lib.error, brotli.error, zstandard.ZstdError)
+CODEC_ERRORS = (zlib.error, deflate_lib.error, brotli.error, zstandard.ZstdError)
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -48,7 +47,7 @@ def normalize_encoding(header_value: str | None) -> str | None:
     return _ALIASES.get(value)
 
 
-def _canonical(encoding: str) -> str:
+def canonical(encoding: str) -> str:
     name = normalize_encoding(encoding)
     if name is None:
         raise UnsupportedEncoding(encoding)
@@ -64,14 +63,14 @@ class Decoder:
         """Decode the next piece of the body; may return b""."""
         try:
             return self._feed(chunk)
-        except _CODEC_ERRORS as e:
+        except CODEC_ERRORS as e:
             raise ValueError(f"corrupt {self.encoding} data: {e}") from e
 
     def flush(self) -> bytes:
         """End of body: return what is left, ValueError if the stream is cut short."""
         try:
             return self._flush()
-        except _CODEC_ERRORS as e:
+        except CODEC_ERRORS as e:
             raise ValueError(f"corrupt {self.encoding} data: {e}") from e
 
     def _feed(self, chunk: bytes) -> bytes:
@@ -201,98 +200,8 @@ class _ZstdDecoder(Decoder):
         return b""
 
 
-class Encoder:
-    """Incremental encoder; this base class is the identity coding."""
-
-    encoding = "identity"
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Compress the next piece; may return b"" while the codec buffers."""
-        return self._wrap(self._feed, chunk)
-
-    def sync(self) -> bytes:
-        """Emit everything fed so far without ending the stream.
-
-        Lets a proxy keep the upstream's flush points, so a streamed page
-        still renders progressively.
-        """
-        return self._wrap(self._sync)
-
-    def flush(self) -> bytes:
-        """Finish the stream; the encoder must not be used afterwards."""
-        return self._wrap(self._flush)
-
-    def _wrap(self, method, *args: bytes) -> bytes:
-        try:
-            return method(*args)
-        except _CODEC_ERRORS as e:
-            raise ValueError(f"{self.encoding} encoder failed: {e}") from e
-
-    def _feed(self, chunk: bytes) -> bytes:
-        return chunk
-
-    def _sync(self) -> bytes:
-        return b""
-
-    def _flush(self) -> bytes:
-        return b""
-
-
-class _ZlibEncoder(Encoder):
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        # wbits 31 writes a gzip header with mtime 0: deterministic output.
-        self._obj = deflater(31 if encoding == "gzip" else 15)
-
-    def _feed(self, chunk: bytes) -> bytes:
-        return self._obj.compress(chunk)
-
-    def _sync(self) -> bytes:
-        return self._obj.flush(zlib.Z_SYNC_FLUSH)
-
-    def _flush(self) -> bytes:
-        return self._obj.flush(zlib.Z_FINISH)
-
-
-def deflater(wbits: int):  # noqa: ANN201 - zlib's or ISA-L's compressobj
-    """A compressobj at the fastest level; wbits as for zlib (31 gzip, 15 zlib, -15 raw)."""
-    return deflate_lib.compressobj(1, zlib.DEFLATED, wbits)
-
-
-class _BrotliEncoder(Encoder):
-    encoding = "br"
-
-    def __init__(self) -> None:
-        self._obj = brotli.Compressor(quality=1)
-
-    def _feed(self, chunk: bytes) -> bytes:
-        return self._obj.process(chunk) if chunk else b""
-
-    def _sync(self) -> bytes:
-        return self._obj.flush()
-
-    def _flush(self) -> bytes:
-        return self._obj.finish()
-
-
-class _ZstdEncoder(Encoder):
-    encoding = "zstd"
-
-    def __init__(self) -> None:
-        self._obj = zstandard.ZstdCompressor(level=1).compressobj()
-
-    def _feed(self, chunk: bytes) -> bytes:
-        return self._obj.compress(chunk)
-
-    def _sync(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
-
-    def _flush(self) -> bytes:
-        return self._obj.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)
-
-
 def decoder(encoding: str) -> Decoder:
-    name = _canonical(encoding)
+    name = canonical(encoding)
     if name in ("gzip", "deflate"):
         return _ZlibDecoder(name)
     if name == "br":
@@ -302,30 +211,7 @@ def decoder(encoding: str) -> Decoder:
     return Decoder()
 
 
-def encoder(encoding: str) -> Encoder:
-    name = _canonical(encoding)
-    if name in ("gzip", "deflate"):
-        return _ZlibEncoder(name)
-    if name == "br":
-        return _BrotliEncoder()
-    if name == "zstd":
-        return _ZstdEncoder()
-    return Encoder()
-
-
 def decode(data: bytes, encoding: str) -> bytes:
     """Decode a whole body; ValueError if it is corrupt or truncated."""
     d = decoder(encoding)
     return d.feed(data) + d.flush()
-
-
-def encode(data: bytes, encoding: str) -> bytes:
-    """Encode a whole body at the fastest level."""
-    name = _canonical(encoding)
-    if name == "identity":
-        return data
-    if name == "zstd":
-        # The one-shot API records the content size in the frame header.
-        return zstandard.ZstdCompressor(level=1).compress(data)
-    e = encoder(name)
-    return e.feed(data) + e.flush()

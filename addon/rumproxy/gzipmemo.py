@@ -18,7 +18,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from rumproxy import codecs, crc32
+from rumproxy import codecs, crc32, encoders
 from rumproxy.gzipsplice import Forwarder, GzipWriter, TrailerMaker, forward_whole, gzip_trailer
 
 
@@ -139,7 +139,7 @@ def snippet_section(snippet: bytes, fixed: int = 0) -> bytes:
 
 
 def _compressed(data: bytes) -> bytes:
-    deflate = codecs.deflater(-15)
+    deflate = encoders.deflater(-15)
     return deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from rumproxy import codecs, crc32
+from rumproxy import codecs, crc32, encoders
 
 WINDOW = 32 * 1024  # deflate's longest back-reference
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, no mtime, OS unknown
@@ -40,7 +40,7 @@ class GzipWriter:
     sections around a snippet for the next response with the same upstream bytes."""
 
     def __init__(self) -> None:
-        self._deflate = codecs.deflater(-15)
+        self._deflate = encoders.deflater(-15)
         self._header = _GZIP_HEADER  # goes out with the first output
         self._done_crc = self._done_size = 0  # the sections before the current one
         self._crc = self._size = 0  # the current section
@@ -84,7 +84,7 @@ class GzipWriter:
         self.sections.append((self._crc, self._size))
         self._done_crc, self._done_size = self.crc, self.size
         self._crc = self._size = 0
-        self._deflate = codecs.deflater(-15)
+        self._deflate = encoders.deflater(-15)
         return out
 
     def end(self) -> bytes:

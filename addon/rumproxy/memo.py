@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Protocol
 
-from rumproxy import codecs
+from rumproxy import encoders
 
 if TYPE_CHECKING:
     from mitmproxy import http
@@ -59,7 +59,7 @@ class KnownPage:
 
     def body(self, snippet: bytes, encoding: str) -> bytes:
         view = memoryview(self.document if self.document is not None else self.source)
-        return codecs.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
+        return encoders.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
 
 
 class RewriteMemo:

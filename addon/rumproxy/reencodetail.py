@@ -5,7 +5,7 @@ What splicetail.SplicingTail is for gzip that splices, with the same calls."""
 
 from __future__ import annotations
 
-from rumproxy import codecs
+from rumproxy import codecs, encoders
 
 
 class ReencodingTail:
@@ -13,9 +13,9 @@ class ReencodingTail:
     reused_from: int | None = None
     trailer_suspect: str | None = None
 
-    def __init__(self, decoder: codecs.Decoder, encoder: codecs.Encoder) -> None:
+    def __init__(self, decoder: codecs.Decoder, encoder: encoders.Encoder) -> None:
         self._decoder: codecs.Decoder | None = decoder
-        self._encoder: codecs.Encoder | None = encoder
+        self._encoder: encoders.Encoder | None = encoder
 
     def write(self, decoded: bytes | memoryview) -> bytes:
         """Decoded page bytes the stream holds already."""

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from rumproxy import codecs, gzipmemo, htmlscan, memo
+from rumproxy import codecs, encoders, gzipmemo, htmlscan, memo
 from rumproxy.charset import Charset, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
@@ -116,7 +116,7 @@ def inject_buffered(
         body = splice(document, insertion.offset, encoded_snippet, facts.csp_meta, edit_policy)
     except PolicyBlocked as e:
         return Rewritten(None, str(e))
-    return Rewritten(codecs.encode(body, encoding), "injected", insertion.offset, insertion.placement, reusable=reusable)
+    return Rewritten(encoders.encode(body, encoding), "injected", insertion.offset, insertion.placement, reusable=reusable)
 
 
 def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, htmlscan.PageFacts, str]:
@@ -147,4 +147,4 @@ def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: 
     characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))
     offset = len(charset.bom) + len(text[:characters].encode(codec, "surrogatepass"))
     body = document[:offset] + snippet.encode(codec) + document[offset:]
-    return Rewritten(codecs.encode(body, encoding), "injected", offset, insertion.placement)
+    return Rewritten(encoders.encode(body, encoding), "injected", offset, insertion.placement)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterator
 from typing import TYPE_CHECKING
 
-from rumproxy import codecs, gzipblocks, gzipsplice, vectorstate
+from rumproxy import codecs, encoders, gzipblocks, gzipsplice, vectorstate
 from rumproxy import memo as memos
 from rumproxy.heldstart import HeldStart, LeaveAlone
 from rumproxy.htmlscan import loads_agent
@@ -232,7 +232,7 @@ class InjectingStream:
         # At the end of the body the scan has flushed the decoder already.
         decoder = self._held.decoder
         assert decoder is not None  # the scan made it
-        return ReencodingTail(codecs.Decoder() if end else decoder, codecs.encoder(self._encoding))
+        return ReencodingTail(codecs.Decoder() if end else decoder, encoders.encoder(self._encoding))
 
     def _release(self) -> None:
         self._held.release()

@@ -15,7 +15,7 @@ from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import addon as addon_module
-from rumproxy import codecs, memo, vectorstate, wholebody
+from rumproxy import codecs, encoders, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
 from tests.unit.wire import on_the_wire
 
@@ -406,7 +406,7 @@ def stream_through(flow) -> bytes:
 )
 def test_a_page_sent_again_reuses_its_rewrite(rules, encoding, size, streamed):
     page = large_page(size)
-    upstream_body = gzip.compress(page, 6, mtime=0) if encoding == "gzip" else codecs.encode(page, encoding)
+    upstream_body = gzip.compress(page, 6, mtime=0) if encoding == "gzip" else encoders.encode(page, encoding)
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules), rum_stream="always" if streamed else "never")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import codecs
+from rumproxy import codecs, encoders
 
 ENCODINGS = ["identity", "gzip", "deflate", "br", "zstd"]
 COMPRESSED = [e for e in ENCODINGS if e != "identity"]
@@ -64,16 +64,16 @@ def test_normalize_encoding(value, expected):
 def test_unsupported_names_raise(name):
     for call in (
         lambda: codecs.decoder(name),
-        lambda: codecs.encoder(name),
+        lambda: encoders.encoder(name),
         lambda: codecs.decode(b"x", name),
-        lambda: codecs.encode(b"x", name),
+        lambda: encoders.encode(b"x", name),
     ):
         with pytest.raises(codecs.UnsupportedEncoding):
             call()
 
 
 def test_aliases_work_everywhere():
-    assert codecs.decode(codecs.encode(b"abc", "x-gzip"), "GZIP") == b"abc"
+    assert codecs.decode(encoders.encode(b"abc", "x-gzip"), "GZIP") == b"abc"
     assert codecs.decode(b"abc", "") == b"abc"
 
 
@@ -81,7 +81,7 @@ def test_aliases_work_everywhere():
 @settings(max_examples=40, deadline=None)
 @given(data=bodies, cuts=st.lists(st.integers(0, 10**6), max_size=12), syncs=st.lists(st.booleans()))
 def test_incremental_encode_then_buffered_decode(enc, data, cuts, syncs):
-    e = codecs.encoder(enc)
+    e = encoders.encoder(enc)
     out = []
     for i, chunk in enumerate(split(data, cuts)):
         out.append(e.feed(chunk))
@@ -97,7 +97,7 @@ def test_incremental_encode_then_buffered_decode(enc, data, cuts, syncs):
 @settings(max_examples=40, deadline=None)
 @given(data=bodies, cuts=st.lists(st.integers(0, 10**6), max_size=20))
 def test_buffered_encode_then_incremental_decode(enc, data, cuts):
-    encoded = codecs.encode(data, enc)
+    encoded = encoders.encode(data, enc)
     assert mitm_encoding.decode(encoded, enc) == data
     assert feed_all(codecs.decoder(enc), split(encoded, cuts)) == data
 
@@ -113,7 +113,7 @@ def test_decodes_what_mitmproxy_encodes(enc, data, cuts):
 def test_single_byte_chunks_and_empty_chunks():
     data = b"<p>hello</p>" * 500
     for enc in ENCODINGS:
-        encoded = codecs.encode(data, enc)
+        encoded = encoders.encode(data, enc)
         chunks = [b""] + [encoded[i : i + 1] for i in range(len(encoded))] + [b""]
         assert feed_all(codecs.decoder(enc), chunks) == data
 
@@ -121,13 +121,13 @@ def test_single_byte_chunks_and_empty_chunks():
 @pytest.mark.parametrize("enc", ENCODINGS)
 def test_empty_body(enc):
     assert codecs.decode(b"", enc) == b""
-    assert codecs.decode(codecs.encode(b"", enc), enc) == b""
+    assert codecs.decode(encoders.encode(b"", enc), enc) == b""
 
 
 @pytest.mark.parametrize("enc", COMPRESSED)
 def test_every_truncation_raises(enc):
     data = b"<html><head><title>t</title></head><body>" + bytes(range(256)) * 4
-    encoded = codecs.encode(data, enc)
+    encoded = encoders.encode(data, enc)
     for end in range(1, len(encoded)):
         with pytest.raises(ValueError):
             codecs.decode(encoded[:end], enc)
@@ -158,7 +158,7 @@ def test_garbage_raises_value_error(enc, garbage):
 @given(data=st.binary(min_size=1, max_size=500), where=st.integers(0, 10**6), bit=st.integers(0, 7))
 def test_checksummed_corruption_raises(enc, header, trailer, data, where, bit):
     # CRC32/Adler-32 cover the data; only the padding bits of the last deflate byte are unchecked.
-    encoded = bytearray(codecs.encode(data, enc))
+    encoded = bytearray(encoders.encode(data, enc))
     last_deflate_byte = len(encoded) - trailer - 1
     positions = [*range(header, last_deflate_byte), *range(last_deflate_byte + 1, len(encoded))]
     encoded[positions[where % len(positions)]] ^= 1 << bit
@@ -203,7 +203,7 @@ def test_encoders_use_fast_levels(monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(codecs.brotli, "Compressor", recording)
-    codecs.encoder("br")
+    encoders.encoder("br")
     assert seen == {"quality": 1}
     levels = []
     real_deflate = codecs.deflate_lib.compressobj
@@ -213,11 +213,11 @@ def test_encoders_use_fast_levels(monkeypatch):
         return real_deflate(level, *args)
 
     monkeypatch.setattr(codecs.deflate_lib, "compressobj", recording_deflate)
-    for make in (lambda d: codecs.encode(d, "gzip"), lambda d: _streamed(d, "gzip")):
+    for make in (lambda d: encoders.encode(d, "gzip"), lambda d: _streamed(d, "gzip")):
         out = make(b"x" * 100)
         assert out[4:8] == b"\0\0\0\0"  # mtime 0: deterministic output
         assert gzip.decompress(out) == b"x" * 100
-    for make in (lambda d: codecs.encode(d, "deflate"), lambda d: _streamed(d, "deflate")):
+    for make in (lambda d: encoders.encode(d, "deflate"), lambda d: _streamed(d, "deflate")):
         assert zlib.decompress(make(b"x" * 100)) == b"x" * 100
     # zlib's fastest level; ISA-L's levels 0-3 are all faster than that, 1 keeps zlib's ratio.
     assert levels == [1, 1, 1, 1]
@@ -229,13 +229,13 @@ def test_deflate_is_isal_where_installed():
 
 
 def _streamed(data: bytes, enc: str) -> bytes:
-    e = codecs.encoder(enc)
+    e = encoders.encoder(enc)
     return e.feed(data) + e.flush()
 
 
 @pytest.mark.parametrize("enc", COMPRESSED)
 def test_sync_makes_output_decodable_so_far(enc):
-    e = codecs.encoder(enc)
+    e = encoders.encoder(enc)
     head = e.feed(b"<html><head>") + e.sync()
     d = codecs.decoder(enc)
     assert d.feed(head) == b"<html><head>"
@@ -251,7 +251,7 @@ def test_brotli_rejects_data_after_the_end():
 FALLBACK_CHECK = """
 import gzip, random, sys, zlib
 sys.modules["isal"] = None  # importing isal now fails, as on a platform without its wheel
-from rumproxy import codecs, crc32, htmlscan
+from rumproxy import codecs, crc32, encoders, htmlscan
 from rumproxy.stream import InjectingStream
 from rumproxy.wholebody import send_whole
 assert codecs.deflate_lib is zlib
@@ -259,7 +259,7 @@ rng = random.Random(3)
 text = " ".join("".join(rng.choices("abcdefghij", k=rng.randint(2, 8))) for _ in range(60000)).encode()
 page = b"<!doctype html><html><head><meta charset=utf-8></head><body>" + text + b"</body></html>"
 for name in ("gzip", "deflate"):
-    assert codecs.decode(codecs.encode(page, name), name) == page
+    assert codecs.decode(encoders.encode(page, name), name) == page
 assert crc32.shift(zlib.crc32(b"ab"), 2) ^ zlib.crc32(b"cd") == zlib.crc32(b"abcd")
 stream = InjectingStream(encoding="gzip", snippet=b"<script></script>", scanner=htmlscan.InsertionScanner(65536),
                          splice=True)

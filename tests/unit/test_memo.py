@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rumproxy import codecs, gzipmemo, memo
+from rumproxy import codecs, encoders, gzipmemo, memo
 from rumproxy.rewrite import inject_buffered
 
 PAGE = b'<!doctype html><html><head><meta charset="windows-1252"><title>caf\xe9</title></head><body>x</body></html>'
@@ -12,7 +12,7 @@ PAGE = b'<!doctype html><html><head><meta charset="windows-1252"><title>caf\xe9<
 
 @pytest.mark.parametrize("encoding", ["identity", "deflate", "br", "zstd", "gzip"])
 def test_a_remembered_page_takes_any_snippet(encoding):
-    raw = codecs.encode(PAGE, encoding)
+    raw = encoders.encode(PAGE, encoding)
     first = inject_buffered(raw, encoding=encoding, content_type="text/html", snippet="<script>1</script>", limit=None)
     known = first.reusable
     assert known is not None and known.source is raw and known.codec == "cp1252"

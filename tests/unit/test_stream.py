@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import codecs, htmlscan
+from rumproxy import codecs, encoders, htmlscan
 from rumproxy.stream import InjectingStream, StreamOutcome
 from tests.unit.wire import on_the_wire
 
@@ -77,7 +77,7 @@ def inject(document: bytes, offset: int) -> bytes:
 @given(document=documents, cuts=splits, limit=limits)
 def test_streamed_equals_buffered(enc, splice, document, cuts, limit):
     assume(not htmlscan.loads_agent(document))
-    raw = codecs.encode(document, enc)
+    raw = encoders.encode(document, enc)
     expected = buffered(document, limit)
     stream, outcomes = make(enc, limit, splice=splice)
     upstream, client = codecs.decoder(enc), codecs.decoder(enc)
@@ -114,7 +114,7 @@ def test_streamed_equals_buffered(enc, splice, document, cuts, limit):
 @pytest.mark.parametrize("enc, splice", STREAMS)
 def test_one_byte_chunks(enc, splice):
     document = b"<!doctype html><html><head><title>x</title></head><body>" + "ü".encode() * 3000 + b"</body>"
-    raw = codecs.encode(document, enc)
+    raw = encoders.encode(document, enc)
     stream, outcomes = make(enc, splice=splice)
     output = run(stream, split(raw, None))
     assert outcomes == [StreamOutcome(True, 27, "after-head", "injected")]
@@ -138,7 +138,7 @@ def test_one_byte_chunks(enc, splice):
 )
 @pytest.mark.parametrize("cuts", [[], None, [7, 100]])
 def test_raw_passthrough_is_byte_identical(enc, splice, document, reason, cuts):
-    raw = codecs.encode(document, enc)
+    raw = encoders.encode(document, enc)
     stream, outcomes = make(enc, limit=1024, splice=splice)
     output = run(stream, split(raw, cuts))
     assert output == raw
@@ -200,7 +200,7 @@ def test_memory_stays_bounded_on_a_large_identity_page(where, limit):
 
 def test_large_gzip_page_streams_with_little_held_back():
     body = b"<html><head><title>t</title></head><body>" + b"".join(b"<p>%d</p>" % i for i in range(300_000))
-    raw = codecs.encode(body, "gzip")
+    raw = encoders.encode(body, "gzip")
     stream, outcomes = make("gzip")
     peak, out = 0, []
     for chunk in split(raw, list(range(0, len(raw), 16 * 1024))):
@@ -267,7 +267,7 @@ class ExplodingScanner:
 @pytest.mark.parametrize("where", ["feed", "offset"])
 @pytest.mark.parametrize("enc", ["identity", "br"])
 def test_scanner_failures_fail_open(where, enc, caplog):
-    raw = codecs.encode(b"<html><head>", enc)
+    raw = encoders.encode(b"<html><head>", enc)
     stream = InjectingStream(encoding=enc, snippet=SNIPPET, scanner=ExplodingScanner(where))
     with caplog.at_level(logging.WARNING):
         assert run(stream, [raw[:5], raw[5:]]) == raw
@@ -284,7 +284,7 @@ def test_on_done_errors_are_logged_and_it_runs_once(caplog):
     stream = InjectingStream(
         encoding="gzip", snippet=SNIPPET, scanner=htmlscan.InsertionScanner(1024), on_done=on_done
     )
-    raw = codecs.encode(b"<html><head></head><body>hi</body>", "gzip")
+    raw = encoders.encode(b"<html><head></head><body>hi</body>", "gzip")
     with caplog.at_level(logging.ERROR):
         output = run(stream, split(raw, None))
     assert len(calls) == 1 and "on_done callback failed" in caplog.text
@@ -295,14 +295,14 @@ def test_on_done_errors_are_logged_and_it_runs_once(caplog):
 def test_short_document_gets_the_snippet_at_the_end(enc):
     document = b"<!doctype html><html lang=en>"
     stream, outcomes = make(enc)
-    output = run(stream, [codecs.encode(document, enc)])
+    output = run(stream, [encoders.encode(document, enc)])
     assert outcomes[0] == StreamOutcome(True, len(document), "after-html", "injected")
     assert codecs.decode(output, enc) == document + SNIPPET
 
 
 @pytest.mark.parametrize("enc", ENCODINGS)
 def test_empty_body_stays_empty(enc):
-    raw = b"" if enc == "identity" else codecs.encode(b"", enc)
+    raw = b"" if enc == "identity" else encoders.encode(b"", enc)
     stream, outcomes = make(enc)
     assert run(stream, [raw] if raw else []) == raw
     assert outcomes == [StreamOutcome(False, None, None, "empty body")]
