@@ -96,7 +96,10 @@ class InjectingStream:
         self._label = label or "response"
         self._state = StreamState.SCANNING
         self.outcome: StreamOutcome | None = None
-        self.warn_trailer = True  # send_whole leaves a suspect trailer to its caller
+        # send_whole: the body is here whole, and its caller decides (and logs) what becomes of a
+        # body that may not end in its trailer, or that breaks after the snippet went out.
+        self.caller_decides = False
+        self.broken_after_injection: str | None = None  # why the rest went on as received
         # The raw body's length when the upstream's framing guarantees it (Content-Length): a gzip
         # tail then knows where the trailer starts and forwards chunks without holding bytes back.
         self._body_length = body_length
@@ -287,12 +290,14 @@ class InjectingStream:
         return out
 
     def _tail_options(self) -> dict[str, object]:
-        return {"label": self._label, "warn_trailer": self.warn_trailer, "body_length": self._body_length}
+        return {"label": self._label, "warn_trailer": not self.caller_decides, "body_length": self._body_length}
 
     def _abandon(self, error: Exception, chunk: bytes) -> bytes:
         # Close our stream cleanly and send the rest as received: clients
         # then see a complete page prefix instead of a broken encoding.
-        logger.warning("%s: %s after the injection; rest of the body passed through", self._label, error)
+        self.broken_after_injection = str(error)
+        if not self.caller_decides:
+            logger.warning("%s: %s after the injection; rest of the body passed through", self._label, error)
         self._state = StreamState.RAW
         try:
             tail = self._tail.abandon() if self._tail is not None else b""

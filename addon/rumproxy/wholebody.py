@@ -101,13 +101,14 @@ def _splices(raw: bytes, job: Job) -> bool:
 
 def _spliced(raw: bytes, job: Job) -> Rewritten | None:
     """The page sent through a splicing stream; None where the stream leaves the page alone, for
-    inject_buffered to decide (a UTF-16 page, say, it can transcode), and where the body may not
-    end in its member's trailer (bytes after it), which inject_buffered ignores."""
+    inject_buffered to decide (a UTF-16 page, say, it can transcode), where the body may not end in
+    its member's trailer (bytes after it), which inject_buffered ignores, and where it breaks after
+    the snippet (truncated, corrupt), which inject_buffered leaves as received."""
     assert job.splicing_stream is not None
     stream = job.splicing_stream()
     body = send_whole(stream, raw)
     outcome = stream.outcome
-    if outcome is None or not outcome.injected or stream.trailer_suspect is not None:
+    if outcome is None or not outcome.injected or stream.trailer_suspect is not None or stream.broken_after_injection:
         if outcome is not None and outcome.remembered:
             job.memo.forget(job.memo_key)
         return None
@@ -124,8 +125,9 @@ def _reused(decoded_offset: int) -> str:
 def send_whole(stream: InjectingStream, raw: bytes) -> bytes:
     """What `stream` sends for a body that is here whole: how the buffered path reuses a large gzip
     page's deflate blocks instead of re-compressing all of it. The caller checks
-    `stream.trailer_suspect` (and may rewrite the body another way) instead of a warning."""
-    stream.warn_trailer = False
+    `stream.trailer_suspect` and `stream.broken_after_injection` (and may rewrite the body another
+    way, or leave it) instead of a warning."""
+    stream.caller_decides = True
     pieces: list[bytes | bytearray] = []
     for chunk in (raw, b""):
         out = stream(chunk)

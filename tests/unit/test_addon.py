@@ -335,6 +335,24 @@ def test_a_whole_large_gzip_page_reuses_the_upstreams_blocks(rules, splice):
             assert upstream_body[:-8].endswith(body[-4096:-8])  # the blocks at the end are the upstream's
 
 
+@pytest.mark.parametrize("cut", [8, 2000, 30_000], ids=["in-trailer", "near-end", "mid-body"])
+def test_a_whole_gzip_page_that_breaks_after_the_head_is_left_as_received(rules, caplog, cut):
+    """A truncated gzip body that is here whole: the block-reusing stream finds the break only after
+    the snippet went in, and the page is sent as the upstream sent it (as a page that breaks before
+    it is), with one reason and no warning of a rest passed through."""
+    upstream_body = gzip.compress(large_page(), 6, mtime=0)[:-cut]
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx, caplog.at_level(logging.DEBUG, logger="rumproxy"):
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        flow = page_flow(body=upstream_body, content_encoding="gzip")
+        before = flow.copy()
+        run(rum, flow)
+        assert flow.response.raw_content == upstream_body
+        assert flow.response.headers == before.response.headers
+        assert flow.metadata["rumproxy"]["action"].startswith("skipped: body cannot be decoded as gzip")
+        assert "after the injection" not in caplog.text
+
+
 def test_a_whole_large_gzip_page_sent_again_reuses_its_rewrite_and_the_upstreams_blocks(rules, monkeypatch):
     through_streams = []
     send_whole = wholebody.send_whole
