@@ -1,0 +1,238 @@
+"""The addon's hooks as a whole, on generated requests and responses (hypothesis): whatever comes,
+the client gets the upstream's page with at most the one snippet inserted, in a body its headers
+describe, and a response that is not instrumented stays exactly as the upstream sent it."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import textwrap
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from mitmproxy.test import taddons, tflow, tutils
+
+from rumproxy import codecs, encoders
+from rumproxy.addon import RumInject
+from tests.unit.wire import on_the_wire
+
+RULES = """\
+    version: 1
+    rules:
+      - name: shop
+        hosts: ["shop.test"]
+        agent:
+          script: agent.js
+          config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
+      - name: traced
+        hosts: ["traced.test"]
+        inject: false
+    """
+SNIPPET_START = b'<script src="/__rum/'
+TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
+
+# Pieces of pages: where the head is, what hides a tag from the scanner, charsets it must keep.
+DOCTYPES = [b"", b"<!doctype html>\n", b"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">"]
+HEAD_STARTS = [b"", b"<html>", b"<html lang=en><head>", b"<HEAD data-x='<head>'>", b"<html><head >"]
+HEAD_CONTENTS = [
+    b"",
+    b'<meta charset="utf-8">',
+    b"<meta http-equiv=Content-Type content='text/html; charset=iso-8859-1'>",
+    b"<title>caf\xc3\xa9 </head></title>",
+    b"<!-- <head></head> --><title>t</title>",
+    b"<script>var s = '</head><body>';</script>",
+    b"<style>body::after { content: '</head>' }</style>",
+    b'<link rel=stylesheet href="a.css"><base href="/">',
+    b"<script src=\"/app.js\"></script>",
+]
+BODIES = [b"", b"<body>", b"</head><body class=x>", b"</head>\n<body>"]
+TEXTS = [b"<p>hello</p>", b"\xc3\xa9t\xc3\xa9 <b>\xe2\x80\xa8</b>", b"<p>" + b"lorem ipsum " * 400 + b"</p>", b"plain text", b""]
+ENDS = [b"", b"</body></html>", b"</body></html>\n\n"]
+
+# Each field of an exchange: the value of a page the addon instruments first, then the others. An
+# exchange is such a page with a few fields changed, so that half the examples check an insertion
+# (with every field drawn at random, a page that gets one would be rare).
+FIELDS: dict[str, list] = {
+    "host": ["shop.test", "traced.test", "other.test"],  # a rule that injects, one that only traces, none
+    "path": ["/", "/a", "/b?q=1"],
+    "method": ["GET", "POST", "HEAD"],
+    "destination": ["document", None, "iframe", "empty", "script"],
+    "accept": ["text/html,*/*;q=0.8", None, "*/*", "application/json"],
+    "requested_with": [None, "XMLHttpRequest", "com.example.app"],
+    "traceparent": [None, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "garbage"],
+    "accept_encoding": ["gzip, deflate, br, zstd", None, "gzip", "identity"],
+    "status": [200, 404, 500, 204, 304, 206],
+    "content_type": [
+        "text/html; charset=utf-8", "text/html", "TEXT/HTML; Charset=ISO-8859-1", "text/html;charset=windows-1252",
+        "application/json", "application/xhtml+xml", None,
+    ],
+    "encoding": ["gzip", None, "identity", "deflate", "br", "zstd", "x-gzip", "gzip, br", "compress"],
+    "policy": [None, "script-src 'self'", "default-src 'none'", "script-src 'nonce-abc' 'strict-dynamic'",
+               "connect-src 'self'; script-src 'self' 'unsafe-inline'"],
+    "extra": [(), (("etag", '"abc"'),), (("etag", 'W/"abc"'),), (("set-cookie", "a=1"), ("set-cookie", "b=2")),
+              (("server-timing", "db;dur=2"),), (("cache-control", "no-transform"),),
+              (("content-disposition", "attachment; filename=x.html"),), (("x-rum-injected", "elsewhere"),),
+              (("content-range", "bytes 0-9/10"),)],
+    "sized": [True, False],
+    "corrupt": [False, True],
+}
+
+
+@st.composite
+def pages(draw) -> bytes:
+    return b"".join(draw(st.sampled_from(pieces)) for pieces in (DOCTYPES, HEAD_STARTS, HEAD_CONTENTS, BODIES, TEXTS, ENDS))
+
+
+@st.composite
+def exchanges(draw) -> dict:
+    exchange = {name: values[0] for name, values in FIELDS.items()}
+    for name in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
+        exchange[name] = draw(st.sampled_from(FIELDS[name]))
+    exchange["page"] = draw(pages())
+    exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=4000), max_size=6))
+    return exchange
+
+
+def upstream_body(page: bytes, encoding: str | None, corrupt: bool) -> bytes:
+    name = codecs.normalize_encoding(encoding)
+    if name is None:  # stacked or unknown: the bytes are whatever they are
+        return page
+    body = gzip.compress(page, 6, mtime=0) if name == "gzip" else encoders.encode(page, name)
+    if corrupt and name != "identity" and len(body) > 12:
+        body = body[: len(body) // 2]
+    return body
+
+
+def make_flow(x: dict, body: bytes):
+    request_headers = [(b"host", x["host"].encode())]
+    for name, key in (("sec-fetch-dest", "destination"), ("accept", "accept"), ("traceparent", "traceparent"),
+                      ("accept-encoding", "accept_encoding"), ("x-requested-with", "requested_with")):
+        if x[key] is not None:
+            request_headers.append((name.encode(), x[key].encode()))
+    flow = tflow.tflow(req=tutils.treq(host=x["host"], port=80, method=x["method"].encode(), path=x["path"].encode(),
+                                       headers=tuple(request_headers)))
+    response_headers = []
+    if x["content_type"] is not None:
+        response_headers.append((b"content-type", x["content_type"].encode()))
+    if x["encoding"] is not None:
+        response_headers.append((b"content-encoding", x["encoding"].encode()))
+    if x["policy"] is not None:
+        response_headers.append((b"content-security-policy", x["policy"].encode()))
+    response_headers += [(name.encode(), value.encode()) for name, value in x["extra"]]
+    if x["sized"]:
+        response_headers.append((b"content-length", str(len(body)).encode()))
+    else:
+        response_headers.append((b"transfer-encoding", b"chunked"))
+    flow.response = tutils.tresp(status_code=x["status"], content=body, headers=tuple(response_headers))
+    return flow
+
+
+def split(body: bytes, cuts: list[int]) -> list[bytes]:
+    chunks, at = [], 0
+    for cut in cuts:
+        if at >= len(body):
+            break
+        chunks.append(body[at : at + cut])
+        at += cut
+    if at < len(body):
+        chunks.append(body[at:])
+    return chunks
+
+
+def delivered(rum: RumInject, flow, body: bytes, cuts: list[int]) -> bytes:
+    """The body the client gets, after the hooks as mitmproxy calls them (streamed or whole)."""
+    response = flow.response
+    flow.response = None
+    rum.request(flow)
+    flow.response = response
+    rum.responseheaders(flow)
+    if response.stream:
+        chunks = split(body, cuts)
+        out = b"".join(piece for chunk in [*chunks, b""] for piece in on_the_wire(response.stream(chunk), end=not chunk))
+        response.raw_content = None  # as mitmproxy leaves a streamed body
+        rum.response(flow)
+        return out
+    rum.response(flow)
+    return response.raw_content
+
+
+def without_snippet(document: bytes) -> bytes:
+    start = document.index(SNIPPET_START)
+    first_end = document.index(b"</script>", start) + len(b"</script>")
+    end = document.index(b"</script>", first_end) + len(b"</script>")
+    return document[:start] + document[end:]
+
+
+class Proxy(NamedTuple):
+    addon: RumInject
+    context: taddons.context
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory) -> Iterator[Proxy]:
+    """One addon for all examples (mitmproxy's test context holds an event loop its log handler
+    uses): its remembered rewrites carry over from one example to the next, as in a proxy."""
+    directory = tmp_path_factory.mktemp("rules")
+    (directory / "agent.js").write_text("/* agent */")
+    rules = directory / "rules.yaml"
+    rules.write_text(textwrap.dedent(RULES))
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        yield Proxy(rum, tctx)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(x=exchanges(), stream=st.sampled_from(["auto", "always", "never"]), repeat=st.integers(min_value=1, max_value=2))
+def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, caplog, x, stream, repeat):
+    body = upstream_body(x["page"], x["encoding"], x["corrupt"])
+    corrupted = body != upstream_body(x["page"], x["encoding"], corrupt=False)
+    rum = proxy.addon
+    proxy.context.configure(rum, rum_stream=stream)
+    with caplog.at_level(logging.DEBUG, logger="rumproxy"):
+        for _ in range(repeat):  # the second time from the remembered rewrite, where one was made
+            caplog.clear()
+            flow = make_flow(x, body)
+            before = flow.copy()
+            sent = delivered(rum, flow, body, x["cuts"])
+            headers = flow.response.headers
+
+            assert not [record for record in caplog.records if record.levelno >= logging.ERROR], caplog.text
+            assert ": error" not in flow.comment
+            if "content-length" in headers:
+                assert int(headers["content-length"]) == len(sent)
+            # What was done, as the flow tells it (a stream's headers say "instrumented" before its
+            # body is seen, and stay when it passes the body on after all).
+            injected = flow.metadata.get("rumproxy", {}).get("action", "").startswith("injected")
+            assert not injected or "x-rum-injected" in headers
+            event(f"{'injected' if injected else 'left alone'}, {'streamed' if flow.response.stream else 'whole'}"
+                  f"{', remembered' if 'remembered' in flow.comment else ''}")
+            if not injected:
+                # Left alone: the upstream's bytes, and its headers unless a stream had sent them
+                # already (they describe the instrumented page; the body fits them either way), or
+                # a trace-only rule told the client its trace.
+                assert sent == body
+                if not flow.response.stream:
+                    exposed = TRACE_HEADERS if x["host"] == "traced.test" else ()
+                    assert [f for f in headers.fields if f[0].lower() not in exposed] == \
+                        [f for f in before.response.headers.fields if f[0].lower() not in exposed]
+                continue
+            assert x["host"] == "shop.test"
+            if corrupted:
+                # Only a stream injects into a body it finds broken later: its head went out with the
+                # snippet before the break came, the rest as the upstream sent it (and as broken).
+                assert flow.response.stream
+                continue
+            encoding = headers.get("content-encoding")
+            assert encoding == before.response.headers.get("content-encoding")
+            document = codecs.decode(sent, encoding)
+            assert document.count(SNIPPET_START) == x["page"].count(SNIPPET_START) + 1
+            assert without_snippet(document) == x["page"]
+            trace_id = flow.metadata["rumproxy"].get("trace_id")
+            if trace_id is None:  # a page no navigation asked for (a POST without fetch metadata): no trace
+                assert b"pageLoadTraceId" not in document
+            else:
+                assert f'"pageLoadTraceId":"{trace_id}"'.encode() in document
