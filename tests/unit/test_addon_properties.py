@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import random
 import textwrap
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -34,8 +35,19 @@ RULES = """\
 SNIPPET_START = b'<script src="/__rum/'
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
-# Pieces of pages: where the head is, what hides a tag from the scanner, charsets it must keep.
-DOCTYPES = [b"", b"<!doctype html>\n", b"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">"]
+
+
+def varied_text(size: int) -> bytes:
+    """Text that gzip -6 cuts into several deflate blocks, as real pages."""
+    rng = random.Random(size)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(1500)]
+    return "".join(f"<p>{' '.join(rng.choices(words, k=12))}</p>\n" for _ in range(size // 80)).encode()
+
+
+# Pieces of pages: where the head is, what hides a tag from the scanner, charsets it must keep; a
+# comment longer than the scan limit, and a page large enough for the gzip block reuse.
+DOCTYPES = [b"", b"<!doctype html>\n", b"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">",
+            b"<!-- " + b"long comment " * 6000 + b"-->"]
 HEAD_STARTS = [b"", b"<html>", b"<html lang=en><head>", b"<HEAD data-x='<head>'>", b"<html><head >"]
 HEAD_CONTENTS = [
     b"",
@@ -49,7 +61,8 @@ HEAD_CONTENTS = [
     b"<script src=\"/app.js\"></script>",
 ]
 BODIES = [b"", b"<body>", b"</head><body class=x>", b"</head>\n<body>"]
-TEXTS = [b"<p>hello</p>", b"\xc3\xa9t\xc3\xa9 <b>\xe2\x80\xa8</b>", b"<p>" + b"lorem ipsum " * 400 + b"</p>", b"plain text", b""]
+TEXTS = [b"<p>hello</p>", b"\xc3\xa9t\xc3\xa9 <b>\xe2\x80\xa8</b>", b"<p>" + b"lorem ipsum " * 400 + b"</p>", b"plain text", b"",
+         varied_text(150_000)]
 ENDS = [b"", b"</body></html>", b"</body></html>\n\n"]
 
 # Each field of an exchange: the value of a page the addon instruments first, then the others. An
@@ -92,7 +105,7 @@ def exchanges(draw) -> dict:
     for name in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
         exchange[name] = draw(st.sampled_from(FIELDS[name]))
     exchange["page"] = draw(pages())
-    exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=4000), max_size=6))
+    exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=40_000), max_size=6))
     return exchange
 
 
@@ -209,7 +222,8 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, capl
             injected = flow.metadata.get("rumproxy", {}).get("action", "").startswith("injected")
             assert not injected or "x-rum-injected" in headers
             event(f"{'injected' if injected else 'left alone'}, {'streamed' if flow.response.stream else 'whole'}"
-                  f"{', remembered' if 'remembered' in flow.comment else ''}")
+                  f"{', remembered' if 'remembered' in flow.comment else ''}{', blocks reused' if 'reused' in flow.comment else ''}"
+                  f"{', past the scan limit' if 'scan limit' in flow.comment else ''}")
             if not injected:
                 # Left alone: the upstream's bytes, and its headers unless a stream had sent them
                 # already (they describe the instrumented page; the body fits them either way), or
