@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED = ("identity", "gzip", "deflate", "br", "zstd")
 _ALIASES = {name: name for name in SUPPORTED} | {"x-gzip": "gzip"}
+# What the codec libraries raise on bad data; decoders and encoders raise ValueError instead.
 CODEC_ERRORS = (zlib.error, deflate_lib.error, brotli.error, zstandard.ZstdError)
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -48,6 +49,7 @@ def normalize_encoding(header_value: str | None) -> str | None:
 
 
 def canonical(encoding: str) -> str:
+    """normalize_encoding, raising UnsupportedEncoding where it gives None."""
     name = normalize_encoding(encoding)
     if name is None:
         raise UnsupportedEncoding(encoding)

@@ -344,13 +344,14 @@ def test_a_whole_gzip_page_that_breaks_after_the_head_is_left_as_received(rules,
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx, caplog.at_level(logging.DEBUG, logger="rumproxy"):
         tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
-        flow = page_flow(body=upstream_body, content_encoding="gzip")
-        before = flow.copy()
-        run(rum, flow)
-        assert flow.response.raw_content == upstream_body
-        assert flow.response.headers == before.response.headers
-        assert flow.metadata["rumproxy"]["action"].startswith("skipped: body cannot be decoded as gzip")
-        assert "after the injection" not in caplog.text
+        for _ in range(2):  # and nothing remembered of it
+            flow = page_flow(body=upstream_body, content_encoding="gzip")
+            before = flow.copy()
+            run(rum, flow)
+            assert flow.response.raw_content == upstream_body
+            assert flow.response.headers == before.response.headers
+            assert flow.metadata["rumproxy"]["action"].startswith("skipped: body cannot be decoded as gzip")
+            assert "after the injection" not in caplog.text
 
 
 def test_a_whole_large_gzip_page_sent_again_reuses_its_rewrite_and_the_upstreams_blocks(rules, monkeypatch):
