@@ -1,6 +1,5 @@
 """activerules: one load of the rules, with the agent files it serves and its rendered bootstraps."""
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -8,27 +7,18 @@ import pytest
 from rumproxy.activerules import ActiveRules
 from rumproxy.hosting import PREFIX
 from rumproxy.rules import RulesError, load_rules
+from tests.unit import rulesfiles
 
-RULES = """\
-    version: 1
-    rules:
-      - name: shop
-        hosts: ["shop.test"]
-        agent:
-          script: agent.js
-          config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
-      - name: blog
-        hosts: ["blog.test"]
-        agent:
-          config: {serviceName: blog, serverUrl: "http://apm.test:8200"}
+BLOG_RULE = """\
+    - name: blog
+      hosts: ["blog.test"]
+      agent:
+        config: {serviceName: blog, serverUrl: "http://apm.test:8200"}
 """
 
 
 def write_rules(directory: Path, agent: str = "/* agent */") -> Path:
-    (directory / "agent.js").write_text(agent)
-    path = directory / "rules.yaml"
-    path.write_text(textwrap.dedent(RULES))
-    return path
+    return rulesfiles.write_rules(directory, BLOG_RULE, agent)
 
 
 def test_a_local_agent_file_is_served_under_the_path_its_bootstrap_loads(tmp_path):

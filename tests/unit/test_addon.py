@@ -6,7 +6,6 @@ import gzip
 import logging
 import random
 import re
-import textwrap
 import zlib
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from rumproxy import addon as addon_module
 from rumproxy import codecs, encoders, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
+from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import on_the_wire
 
 PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
@@ -24,22 +24,7 @@ PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    (tmp_path / "agent.js").write_text("/* agent */")
-    path = tmp_path / "rules.yaml"
-    path.write_text(
-        textwrap.dedent(
-            """\
-            version: 1
-            rules:
-              - name: shop
-                hosts: ["shop.test"]
-                agent:
-                  script: agent.js
-                  config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
-            """
-        )
-    )
-    return path
+    return write_rules(tmp_path)
 
 
 def page_flow(host: str = "shop.test", body: bytes = PAGE, **response_headers: str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import logging
 import random
-import textwrap
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -18,20 +17,14 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import codecs, encoders
 from rumproxy.addon import RumInject
+from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import on_the_wire
 
-RULES = """\
-    version: 1
-    rules:
-      - name: shop
-        hosts: ["shop.test"]
-        agent:
-          script: agent.js
-          config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
-      - name: traced
-        hosts: ["traced.test"]
-        inject: false
-    """
+TRACE_ONLY_RULE = """\
+    - name: traced
+      hosts: ["traced.test"]
+      inject: false
+"""
 SNIPPET_START = b'<script src="/__rum/'
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
@@ -188,10 +181,7 @@ class Proxy(NamedTuple):
 def proxy(tmp_path_factory) -> Iterator[Proxy]:
     """One addon for all examples (mitmproxy's test context holds an event loop its log handler
     uses): its remembered rewrites carry over from one example to the next, as in a proxy."""
-    directory = tmp_path_factory.mktemp("rules")
-    (directory / "agent.js").write_text("/* agent */")
-    rules = directory / "rules.yaml"
-    rules.write_text(textwrap.dedent(RULES))
+    rules = write_rules(tmp_path_factory.mktemp("rules"), TRACE_ONLY_RULE)
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules))
