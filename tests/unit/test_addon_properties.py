@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import random
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -17,6 +16,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import codecs, encoders
 from rumproxy.addon import RumInject
+from tests.pages import pages
 from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import on_the_wire
 
@@ -29,34 +29,6 @@ SNIPPET_START = b'<script src="/__rum/'
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
 
-
-def varied_text(size: int) -> bytes:
-    """Text that gzip -6 cuts into several deflate blocks, as real pages."""
-    rng = random.Random(size)
-    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(1500)]
-    return "".join(f"<p>{' '.join(rng.choices(words, k=12))}</p>\n" for _ in range(size // 80)).encode()
-
-
-# Pieces of pages: where the head is, what hides a tag from the scanner, charsets it must keep; a
-# comment longer than the scan limit, and a page large enough for the gzip block reuse.
-DOCTYPES = [b"", b"<!doctype html>\n", b"<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">",
-            b"<!-- " + b"long comment " * 6000 + b"-->"]
-HEAD_STARTS = [b"", b"<html>", b"<html lang=en><head>", b"<HEAD data-x='<head>'>", b"<html><head >"]
-HEAD_CONTENTS = [
-    b"",
-    b'<meta charset="utf-8">',
-    b"<meta http-equiv=Content-Type content='text/html; charset=iso-8859-1'>",
-    b"<title>caf\xc3\xa9 </head></title>",
-    b"<!-- <head></head> --><title>t</title>",
-    b"<script>var s = '</head><body>';</script>",
-    b"<style>body::after { content: '</head>' }</style>",
-    b'<link rel=stylesheet href="a.css"><base href="/">',
-    b"<script src=\"/app.js\"></script>",
-]
-BODIES = [b"", b"<body>", b"</head><body class=x>", b"</head>\n<body>"]
-TEXTS = [b"<p>hello</p>", b"\xc3\xa9t\xc3\xa9 <b>\xe2\x80\xa8</b>", b"<p>" + b"lorem ipsum " * 400 + b"</p>", b"plain text", b"",
-         varied_text(150_000)]
-ENDS = [b"", b"</body></html>", b"</body></html>\n\n"]
 
 # Each field of an exchange: the value of a page the addon instruments first, then the others. An
 # exchange is such a page with a few fields changed, so that half the examples check an insertion
@@ -88,16 +60,11 @@ FIELDS: dict[str, list] = {
 
 
 @st.composite
-def pages(draw) -> bytes:
-    return b"".join(draw(st.sampled_from(pieces)) for pieces in (DOCTYPES, HEAD_STARTS, HEAD_CONTENTS, BODIES, TEXTS, ENDS))
-
-
-@st.composite
 def exchanges(draw) -> dict:
     exchange = {name: values[0] for name, values in FIELDS.items()}
     for name in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
         exchange[name] = draw(st.sampled_from(FIELDS[name]))
-    exchange["page"] = draw(pages())
+    exchange["page"] = draw(pages(large=True))
     exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=40_000), max_size=6))
     return exchange
 

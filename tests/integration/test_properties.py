@@ -1,0 +1,57 @@
+"""The real mitmdump with the addon, on generated pages (hypothesis): sent by the real upstream in
+every encoding, sized or chunked in pieces of any size, asked for as a page or as a sub-resource,
+the client gets the upstream's page with at most the snippet inserted, framed as its headers say."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import urlencode
+
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from rumproxy import codecs
+from tests.insertion import split_insertion
+from tests.pages import pages
+
+SNIPPET_START = b'<script src="/__rum/'
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    page=pages(),
+    encoding=st.sampled_from(["identity", "gzip", "deflate", "br", "zstd"]),
+    chunksize=st.sampled_from([None, 1, 7, 512, 65536]),  # None: sized (Content-Length)
+    destination=st.sampled_from(["document", None, "empty"]),
+)
+def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstream, proxy, page, encoding,
+                                                                     chunksize, destination):
+    query = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding}
+    if chunksize is not None:
+        query |= {"chunked": "1", "chunksize": str(chunksize)}
+    headers = {"Accept-Encoding": encoding, "Accept": "text/html,*/*;q=0.8"}
+    if destination is not None:
+        headers["Sec-Fetch-Dest"] = destination
+    path = "/page?" + urlencode(query)
+    direct = http.get(upstream.url + path, headers=headers, stream=True, timeout=30)
+    proxied = http.get(proxy.url + path, headers=headers, stream=True, timeout=30)
+    direct_body = direct.raw.read(decode_content=False)
+    proxied_body = proxied.raw.read(decode_content=False)
+
+    assert proxied.status_code == direct.status_code == 200
+    if "content-length" in proxied.headers:
+        assert int(proxied.headers["content-length"]) == len(proxied_body)
+    if destination == "empty":  # a sub-resource: passed on without a look
+        assert proxied_body == direct_body
+        assert "x-rum-injected" not in proxied.headers
+        return
+    assert proxied.headers.get("content-encoding") == direct.headers.get("content-encoding")
+    document = codecs.decode(direct_body, encoding)
+    assert document == page
+    sent = codecs.decode(proxied_body, encoding)
+    event("injected" if sent != document else "left alone")
+    if sent != document:  # injected: one insertion, the snippet
+        _, inserted = split_insertion(document, sent)
+        assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
+        assert sent.count(SNIPPET_START) == document.count(SNIPPET_START) + 1
+        assert proxied.headers["x-rum-injected"] == "rumproxy"
