@@ -26,6 +26,7 @@ TRACE_ONLY_RULE = """\
       inject: false
 """
 SNIPPET_START = b'<script src="/__rum/'
+UTF16_BOM = b"\xff\xfe"
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
 
@@ -55,6 +56,7 @@ FIELDS: dict[str, list] = {
               (("content-disposition", "attachment; filename=x.html"),), (("x-rum-injected", "elsewhere"),),
               (("content-range", "bytes 0-9/10"),)],
     "sized": [True, False],
+    "utf16": [False, True],  # the page in UTF-16 with a BOM: the snippet goes in transcoded
     "corrupt": [False, True],
 }
 
@@ -64,7 +66,8 @@ def exchanges(draw) -> dict:
     exchange = {name: values[0] for name, values in FIELDS.items()}
     for name in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
         exchange[name] = draw(st.sampled_from(FIELDS[name]))
-    exchange["page"] = draw(pages(large=True))
+    page = draw(pages(large=True))
+    exchange["page"] = UTF16_BOM + page.decode("utf-8").encode("utf-16-le") if exchange["utf16"] else page
     exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=40_000), max_size=6))
     return exchange
 
@@ -132,10 +135,15 @@ def delivered(rum: RumInject, flow, body: bytes, cuts: list[int]) -> bytes:
     return response.raw_content
 
 
-def without_snippet(document: bytes) -> bytes:
-    start = document.index(SNIPPET_START)
-    first_end = document.index(b"</script>", start) + len(b"</script>")
-    end = document.index(b"</script>", first_end) + len(b"</script>")
+def text(document: bytes) -> str:
+    """A page's characters: UTF-16 with its BOM, or (as the pieces of pages are) UTF-8."""
+    return document[2:].decode("utf-16-le") if document.startswith(UTF16_BOM) else document.decode("utf-8", "surrogateescape")
+
+
+def without_snippet(document: str) -> str:
+    start = document.index(SNIPPET_START.decode())
+    first_end = document.index("</script>", start) + len("</script>")
+    end = document.index("</script>", first_end) + len("</script>")
     return document[:start] + document[end:]
 
 
@@ -180,7 +188,7 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, capl
             assert not injected or "x-rum-injected" in headers
             event(f"{'injected' if injected else 'left alone'}, {'streamed' if flow.response.stream else 'whole'}"
                   f"{', remembered' if 'remembered' in flow.comment else ''}{', blocks reused' if 'reused' in flow.comment else ''}"
-                  f"{', past the scan limit' if 'scan limit' in flow.comment else ''}")
+                  f"{', past the scan limit' if 'scan limit' in flow.comment else ''}{', UTF-16' if x['utf16'] else ''}")
             if not injected:
                 # Left alone: the upstream's bytes, and its headers unless a stream had sent them
                 # already (they describe the instrumented page; the body fits them either way), or
@@ -200,10 +208,12 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, capl
             encoding = headers.get("content-encoding")
             assert encoding == before.response.headers.get("content-encoding")
             document = codecs.decode(sent, encoding)
-            assert document.count(SNIPPET_START) == x["page"].count(SNIPPET_START) + 1
-            assert without_snippet(document) == x["page"]
+            page, sent_page = text(x["page"]), text(document)
+            assert sent_page.count(SNIPPET_START.decode()) == page.count(SNIPPET_START.decode()) + 1
+            assert without_snippet(sent_page) == page
+            assert document.startswith(UTF16_BOM) == x["utf16"]
             trace_id = flow.metadata["rumproxy"].get("trace_id")
             if trace_id is None:  # a page no navigation asked for (a POST without fetch metadata): no trace
-                assert b"pageLoadTraceId" not in document
+                assert "pageLoadTraceId" not in sent_page
             else:
-                assert f'"pageLoadTraceId":"{trace_id}"'.encode() in document
+                assert f'"pageLoadTraceId":"{trace_id}"' in sent_page
