@@ -38,8 +38,13 @@ ENDS = [b"", b"</body></html>", b"</body></html>\n\n"]
 
 
 @st.composite
-def pages(draw, *, large: bool = False) -> bytes:
-    """A page of one piece of each kind; `large` adds pieces past the scan limit and past 100 KB
-    (too large for a URL: the integration tests send pages through the upstream's query string)."""
+def page_pieces(draw, *, large: bool = False) -> list[bytes]:
+    """One piece of each kind, in order (doctype, head start, head content, body start, text, end);
+    `large` adds pieces past the scan limit and past 100 KB (too large for a URL: the integration
+    tests send pages through the upstream's query string)."""
     doctypes, texts = (DOCTYPES + LARGE_DOCTYPES, TEXTS + LARGE_TEXTS) if large else (DOCTYPES, TEXTS)
-    return b"".join(draw(st.sampled_from(pieces)) for pieces in (doctypes, HEAD_STARTS, HEAD_CONTENTS, BODIES, texts, ENDS))
+    return [draw(st.sampled_from(pieces)) for pieces in (doctypes, HEAD_STARTS, HEAD_CONTENTS, BODIES, texts, ENDS)]
+
+
+def pages(*, large: bool = False) -> st.SearchStrategy[bytes]:
+    return page_pieces(large=large).map(b"".join)

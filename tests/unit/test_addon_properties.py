@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import codecs, encoders
 from rumproxy.addon import RumInject
-from tests.pages import pages
+from tests.pages import page_pieces
 from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import on_the_wire
 
@@ -27,6 +28,9 @@ TRACE_ONLY_RULE = """\
 """
 SNIPPET_START = b'<script src="/__rum/'
 UTF16_BOM = b"\xff\xfe"
+META_POLICY = b'<meta http-equiv="Content-Security-Policy" content="%s">'
+META_POLICY_VALUE = re.compile(r'(<meta http-equiv="Content-Security-Policy" content=")([^"]*)(">)')
+INTAKE = "http://apm.test:8200"  # the shop rule's serverUrl
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
 
@@ -57,6 +61,9 @@ FIELDS: dict[str, list] = {
               (("content-range", "bytes 0-9/10"),)],
     "sized": [True, False],
     "utf16": [False, True],  # the page in UTF-16 with a BOM: the snippet goes in transcoded
+    # A <meta> policy in the head: the snippet goes before it, and its connect-src may widen.
+    "meta_policy": [None, "connect-src 'self'", "default-src 'self' 'unsafe-inline'", "script-src 'self'",
+                    "connect-src http://apm.test:8200"],
     "corrupt": [False, True],
 }
 
@@ -66,7 +73,10 @@ def exchanges(draw) -> dict:
     exchange = {name: values[0] for name, values in FIELDS.items()}
     for name in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=3)):
         exchange[name] = draw(st.sampled_from(FIELDS[name]))
-    page = draw(pages(large=True))
+    pieces = draw(page_pieces(large=True))
+    if exchange["meta_policy"] is not None:
+        pieces.insert(2, META_POLICY % exchange["meta_policy"].encode())  # after the head's start
+    page = b"".join(pieces)
     exchange["page"] = UTF16_BOM + page.decode("utf-8").encode("utf-16-le") if exchange["utf16"] else page
     exchange["cuts"] = draw(st.lists(st.integers(min_value=1, max_value=40_000), max_size=6))
     return exchange
@@ -188,7 +198,8 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, capl
             assert not injected or "x-rum-injected" in headers
             event(f"{'injected' if injected else 'left alone'}, {'streamed' if flow.response.stream else 'whole'}"
                   f"{', remembered' if 'remembered' in flow.comment else ''}{', blocks reused' if 'reused' in flow.comment else ''}"
-                  f"{', past the scan limit' if 'scan limit' in flow.comment else ''}{', UTF-16' if x['utf16'] else ''}")
+                  f"{', past the scan limit' if 'scan limit' in flow.comment else ''}{', UTF-16' if x['utf16'] else ''}"
+                  f"{', meta policy' if x['meta_policy'] else ''}")
             if not injected:
                 # Left alone: the upstream's bytes, and its headers unless a stream had sent them
                 # already (they describe the instrumented page; the body fits them either way), or
@@ -210,7 +221,14 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(proxy, capl
             document = codecs.decode(sent, encoding)
             page, sent_page = text(x["page"]), text(document)
             assert sent_page.count(SNIPPET_START.decode()) == page.count(SNIPPET_START.decode()) + 1
-            assert without_snippet(sent_page) == page
+            rest = without_snippet(sent_page)
+            if x["meta_policy"] is not None:
+                # The one other edit there may be: the <meta> policy lets the beacons reach the intake.
+                assert sent_page.index(SNIPPET_START.decode()) < sent_page.index("<meta http-equiv")
+                policy = META_POLICY_VALUE.search(rest).group(2)
+                assert policy == x["meta_policy"] or (INTAKE in policy and INTAKE not in x["meta_policy"])
+                rest = META_POLICY_VALUE.sub(lambda m: m.group(1) + x["meta_policy"] + m.group(3), rest, count=1)
+            assert rest == page
             assert document.startswith(UTF16_BOM) == x["utf16"]
             trace_id = flow.metadata["rumproxy"].get("trace_id")
             if trace_id is None:  # a page no navigation asked for (a POST without fetch metadata): no trace
