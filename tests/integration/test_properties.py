@@ -23,22 +23,29 @@ SNIPPET_START = b'<script src="/__rum/'
     encoding=st.sampled_from(["identity", "gzip", "deflate", "br", "zstd"]),
     chunksize=st.sampled_from([None, 1, 7, 512, 65536]),  # None: sized (Content-Length)
     destination=st.sampled_from(["document", None, "empty"]),
+    status=st.sampled_from([200, 404]),
+    content_type=st.sampled_from(["text/html; charset=utf-8", "text/html", "application/json"]),
+    policy=st.sampled_from([None, "script-src 'self'", "default-src 'self'; script-src 'nonce-abc'"]),
 )
 def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstream, proxy, page, encoding,
-                                                                     chunksize, destination):
-    query = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding}
+                                                                     chunksize, destination, status, content_type,
+                                                                     policy):
+    query: dict[str, str | list[str]] = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding,
+                                         "status": str(status), "ctype": content_type}
     if chunksize is not None:
         query |= {"chunked": "1", "chunksize": str(chunksize)}
+    if policy is not None:
+        query["h"] = [f"Content-Security-Policy: {policy}"]
     headers = {"Accept-Encoding": encoding, "Accept": "text/html,*/*;q=0.8"}
     if destination is not None:
         headers["Sec-Fetch-Dest"] = destination
-    path = "/page?" + urlencode(query)
+    path = "/page?" + urlencode(query, doseq=True)
     direct = http.get(upstream.url + path, headers=headers, stream=True, timeout=30)
     proxied = http.get(proxy.url + path, headers=headers, stream=True, timeout=30)
     direct_body = direct.raw.read(decode_content=False)
     proxied_body = proxied.raw.read(decode_content=False)
 
-    assert proxied.status_code == direct.status_code == 200
+    assert proxied.status_code == direct.status_code == status
     if "content-length" in proxied.headers:
         assert int(proxied.headers["content-length"]) == len(proxied_body)
     if destination == "empty":  # a sub-resource: passed on without a look
@@ -51,6 +58,7 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstr
     sent = codecs.decode(proxied_body, encoding)
     event("injected" if sent != document else "left alone")
     if sent != document:  # injected: one insertion, the snippet
+        assert content_type.startswith("text/html")
         _, inserted = split_insertion(document, sent)
         assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
         assert sent.count(SNIPPET_START) == document.count(SNIPPET_START) + 1
