@@ -5,7 +5,13 @@ the client gets the upstream's page with at most the snippet inserted, framed as
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from urllib.parse import urlencode
+
+import pytest
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -63,3 +69,41 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstr
         assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
         assert sent.count(SNIPPET_START) == document.count(SNIPPET_START) + 1
         assert proxied.headers["x-rum-injected"] == "rumproxy"
+
+
+def curl_http2(url: str, headers: dict[str, str]) -> tuple[list[str], bytes]:
+    """The response's header lines (lower-case) and raw body, fetched by curl over HTTP/2 (TLS)."""
+    with tempfile.TemporaryDirectory() as directory:
+        head, body = Path(directory) / "head", Path(directory) / "body"
+        argv = ["curl", "-s", "-S", "--http2", "-k", "-D", str(head), "-o", str(body)]
+        for name, value in headers.items():
+            argv += ["-H", f"{name}: {value}"]
+        subprocess.run([*argv, url], check=True, timeout=60)
+        return head.read_text().lower().splitlines(), body.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl with HTTP/2 (Debian's curl)")
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    page=pages(),
+    encoding=st.sampled_from(["identity", "gzip", "br"]),
+    chunksize=st.sampled_from([None, 1, 512, 65536]),
+)
+def test_over_http2_the_client_gets_the_upstreams_page_with_at_most_the_snippet(upstream, proxy, page, encoding,
+                                                                                chunksize):
+    """The same through TLS and HTTP/2 to the client, where a body has no Transfer-Encoding and a
+    Content-Length only when it is right."""
+    query = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding}
+    if chunksize is not None:
+        query |= {"chunked": "1", "chunksize": str(chunksize)}
+    lines, raw = curl_http2(f"https://127.0.0.1:{proxy.port}/page?{urlencode(query)}",
+                            {"Sec-Fetch-Dest": "document", "Accept-Encoding": encoding})
+    assert lines[0].startswith("http/2 200")
+    assert not any(line.startswith("transfer-encoding") for line in lines)
+    lengths = [line.split(":", 1)[1].strip() for line in lines if line.startswith("content-length")]
+    assert lengths in ([], [str(len(raw))])
+    sent = codecs.decode(raw, encoding)
+    event("injected" if sent != page else "left alone")
+    if sent != page:
+        _, inserted = split_insertion(page, sent)
+        assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
