@@ -1,10 +1,11 @@
 """Network namespaces for the browser tests of the modes a client is not configured for
-(transparent, WireGuard): a client namespace and a router namespace joined by a veth pair.
+(transparent, TUN, WireGuard): a client namespace and a router namespace joined by a veth pair.
 
     client ns  client_ip ── veth ── router_ip  router ns
 
 Chromium runs in the client namespace through a wrapper script given to Playwright as its
-executable; the app, the intake and mitmdump run in the router namespace.
+executable; the intake and mitmdump run in the router namespace, and so does the app unless a
+module puts it behind the router in a namespace of its own (`veth_pair`).
 """
 
 from __future__ import annotations
@@ -78,19 +79,24 @@ def client_and_router(client_ip: str, router_ip: str, *, purpose: str, tools: Se
         created.append(network.client)
         checked("ip", "netns", "add", network.router)
         created.append(network.router)
-        checked("ip", "link", "add", network.client_veth, "netns", network.client, "type", "veth",
-                "peer", "name", network.router_veth, "netns", network.router)
-        for namespace, veth, address in ((network.client, network.client_veth, client_ip),
-                                         (network.router, network.router_veth, router_ip)):
-            inside = network.exec_in(namespace)
-            checked(*inside, "ip", "link", "set", "lo", "up")
-            checked(*inside, "ip", "addr", "add", f"{address}/24", "dev", veth)
-            checked(*inside, "ip", "link", "set", veth, "up")
+        veth_pair((network.client, network.client_veth, client_ip), (network.router, network.router_veth, router_ip))
         yield network
     finally:
         # Deleting a namespace takes its interfaces, their peers and its iptables rules with it.
         for namespace in reversed(created):
             run("ip", "netns", "del", namespace)
+
+
+def veth_pair(*ends: tuple[str, str, str]) -> None:
+    """A veth pair between two namespaces, each end (namespace, interface, address) up with its /24
+    address, and each namespace's loopback up."""
+    (first, first_veth, _), (second, second_veth, _) = ends
+    checked("ip", "link", "add", first_veth, "netns", first, "type", "veth", "peer", "name", second_veth, "netns", second)
+    for namespace, veth, address in ends:
+        inside = Network.exec_in(namespace)
+        checked(*inside, "ip", "link", "set", "lo", "up")
+        checked(*inside, "ip", "addr", "add", f"{address}/24", "dev", veth)
+        checked(*inside, "ip", "link", "set", veth, "up")
 
 
 def chromium_in(network: Network, namespace: str, directory: Path) -> str:

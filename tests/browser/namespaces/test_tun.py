@@ -27,6 +27,7 @@ from tests.browser.namespaces.netns import (
     router_app,
     router_mitmdump,
     run,
+    veth_pair,
 )
 from tests.browser.support import (
     BrowserApp,
@@ -79,15 +80,8 @@ def server(network: Network) -> Iterator[str]:
     server_veth, router_veth = f"rps{network.suffix}", f"rpq{network.suffix}"
     checked("ip", "netns", "add", namespace)
     try:
-        checked("ip", "link", "add", server_veth, "netns", namespace, "type", "veth",
-                "peer", "name", router_veth, "netns", network.router)
-        inside_server, inside_router = network.exec_in(namespace), network.exec_in(network.router)
-        checked(*inside_server, "ip", "link", "set", "lo", "up")
-        checked(*inside_server, "ip", "addr", "add", f"{APP_IP}/24", "dev", server_veth)
-        checked(*inside_server, "ip", "link", "set", server_veth, "up")
-        checked(*inside_server, "ip", "route", "add", "default", "via", ROUTER_SERVER_SIDE_IP)
-        checked(*inside_router, "ip", "addr", "add", f"{ROUTER_SERVER_SIDE_IP}/24", "dev", router_veth)
-        checked(*inside_router, "ip", "link", "set", router_veth, "up")
+        veth_pair((namespace, server_veth, APP_IP), (network.router, router_veth, ROUTER_SERVER_SIDE_IP))
+        checked(*network.exec_in(namespace), "ip", "route", "add", "default", "via", ROUTER_SERVER_SIDE_IP)
         yield namespace
     finally:
         run("ip", "netns", "del", namespace)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ pytestmark = browser_suite
 ROUTER_IP = "10.232.0.1"
 CLIENT_IP = "10.232.0.2"
 APP_IP = "10.232.1.1"
-TUNNEL_ADDRESS = "10.0.0.1/32"  # the client's address in mitmproxy's WireGuard client configuration
+TUNNEL_IP = "10.0.0.1"  # the client's address in mitmproxy's WireGuard client configuration
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]
     # wireguard-go refuses to run on Linux, where the kernel module would be the better tunnel,
     # unless told otherwise; -f keeps it in the foreground, as a child of this test.
     env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
-    daemon = subprocess.Popen([*inside, shutil.which("wireguard-go") or "wireguard-go", "-f", interface],
+    daemon = subprocess.Popen([*inside, "wireguard-go", "-f", interface],
                               stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 10
@@ -99,7 +98,7 @@ def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]
             time.sleep(0.1)
         checked(*inside, "wg", "set", interface, "private-key", str(private_key),
                 "peer", server_public_key, "endpoint", f"{ROUTER_IP}:{proxy.port}", "allowed-ips", f"{APP_IP}/32")
-        checked(*inside, "ip", "addr", "add", TUNNEL_ADDRESS, "dev", interface)
+        checked(*inside, "ip", "addr", "add", f"{TUNNEL_IP}/32", "dev", interface)
         checked(*inside, "ip", "link", "set", interface, "up")
         checked(*inside, "ip", "route", "add", f"{APP_IP}/32", "dev", interface)
         yield interface
@@ -115,4 +114,4 @@ def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]
 
 def test_page_in_wireguard_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump, tunnel: str,
                                                               app: BrowserApp, intake: JsonlIntakeReader) -> None:
-    assert_page_linked_through(browser_page, proxy, intake, f"http://{APP_IP}:{app.port}/", TUNNEL_ADDRESS.split('/')[0])
+    assert_page_linked_through(browser_page, proxy, intake, f"http://{APP_IP}:{app.port}/", TUNNEL_IP)
