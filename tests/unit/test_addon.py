@@ -17,7 +17,7 @@ from rumproxy import addon as addon_module
 from rumproxy import codecs, encoders, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
 from tests.unit.rulesfiles import write_rules
-from tests.unit.wire import on_the_wire
+from tests.unit.wire import sent_through
 
 PAGE = b'<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>x</body></html>'
 
@@ -54,7 +54,7 @@ def run(addon: RumInject, flow) -> None:
 
 def streamed(flow, chunks: list[bytes]) -> bytes:
     """What the client receives of `flow`'s streamed body sent in `chunks`."""
-    return b"".join(piece for chunk in [*chunks, b""] for piece in on_the_wire(flow.response.stream(chunk), end=not chunk))
+    return sent_through(flow.response.stream, chunks)
 
 
 def test_injects_and_annotates(rules):

@@ -15,7 +15,8 @@ from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import codecs, gzipblocks, gzipmemo
 from rumproxy.memo import RewriteMemo
-from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page, stream_through
+from tests.unit.test_gzipsplice import gzip_stream, page, stream_through
+from tests.unit.wire import chunks_of
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 

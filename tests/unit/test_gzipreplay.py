@@ -16,7 +16,8 @@ from rumproxy import gzipblocks, gzipmemo, gzipreplay, htmlscan
 from rumproxy.memo import RewriteMemo
 from rumproxy.gzipreplay import ReplayingStream
 from tests.unit.test_gzipmemo import FIRST, MIB, SECOND, injected, run
-from tests.unit.test_gzipsplice import chunks_of, gzip_stream, page, stream_through
+from tests.unit.test_gzipsplice import gzip_stream, page, stream_through
+from tests.unit.wire import chunks_of
 from tests.unit.wire import on_the_wire
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")

@@ -16,7 +16,7 @@ from mitmproxy.net import encoding as mitm_encoding
 from rumproxy import gzipblocks, gzipsplice, htmlscan
 from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.stream import InjectingStream
-from tests.unit.wire import on_the_wire
+from tests.unit.wire import chunks_of, on_the_wire
 
 pytestmark = pytest.mark.skipif(not gzipblocks.available(), reason="zlib cannot be loaded through ctypes")
 
@@ -43,11 +43,6 @@ def gzip_stream(document: bytes, level: int, flush_every: int | None) -> bytes:
             parts.append(compressor.flush(zlib.Z_SYNC_FLUSH))
     parts.append(compressor.flush())
     return b"".join(parts)
-
-
-def chunks_of(data: bytes, cuts: list[int]) -> list[bytes]:
-    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def stream_through(

@@ -8,7 +8,7 @@ from mitmproxy.net import encoding as mitm_encoding
 
 from rumproxy import codecs, encoders, htmlscan
 from rumproxy.stream import InjectingStream, StreamOutcome
-from tests.unit.wire import on_the_wire
+from tests.unit.wire import chunks_of, on_the_wire, sent_through
 
 ENCODINGS = ["identity", "gzip", "deflate", "br", "zstd"]
 # gzip with splicing on (gzipsplice): small pages end before a block may be reused, large ones below.
@@ -30,8 +30,7 @@ def split(data: bytes, cuts: list[int] | None) -> list[bytes]:
     """Non-empty chunks at the given positions; None = one byte each."""
     if cuts is None:
         return [data[i : i + 1] for i in range(len(data))]
-    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return chunks_of(data, cuts)
 
 
 splits = st.one_of(st.none(), st.lists(st.integers(0, 10**6), max_size=12))
@@ -39,10 +38,6 @@ splits = st.one_of(st.none(), st.lists(st.integers(0, 10**6), max_size=12))
 
 def send(stream: InjectingStream, chunk: bytes) -> list[bytes]:
     return on_the_wire(stream(chunk), end=not chunk)
-
-
-def run(stream: InjectingStream, chunks: list[bytes]) -> bytes:
-    return b"".join(piece for chunk in [*chunks, b""] for piece in send(stream, chunk))
 
 
 def make(encoding: str = "identity", limit: int = 64 * 1024, **kwargs) -> tuple[InjectingStream, list]:
@@ -116,7 +111,7 @@ def test_one_byte_chunks(enc, splice):
     document = b"<!doctype html><html><head><title>x</title></head><body>" + "ü".encode() * 3000 + b"</body>"
     raw = encoders.encode(document, enc)
     stream, outcomes = make(enc, splice=splice)
-    output = run(stream, split(raw, None))
+    output = sent_through(stream, split(raw, None))
     assert outcomes == [StreamOutcome(True, 27, "after-head", "injected")]
     assert codecs.decode(output, enc) == inject(document, 27)
 
@@ -140,7 +135,7 @@ def test_one_byte_chunks(enc, splice):
 def test_raw_passthrough_is_byte_identical(enc, splice, document, reason, cuts):
     raw = encoders.encode(document, enc)
     stream, outcomes = make(enc, limit=1024, splice=splice)
-    output = run(stream, split(raw, cuts))
+    output = sent_through(stream, split(raw, cuts))
     assert output == raw
     assert len(outcomes) == 1 and not outcomes[0].injected
     assert outcomes[0].reason.startswith(reason)
@@ -215,7 +210,7 @@ def test_corrupt_gzip_before_the_decision_passes_the_body_through(caplog):
     raw = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 200
     stream, outcomes = make("gzip", label="http://example.com/")
     with caplog.at_level(logging.WARNING):
-        assert run(stream, split(raw, [3, 50])) == raw
+        assert sent_through(stream, split(raw, [3, 50])) == raw
     assert outcomes[0].reason.startswith("decode error")
     assert "http://example.com/" in caplog.text
 
@@ -235,7 +230,7 @@ def test_corrupt_gzip_after_the_decision_fails_open(caplog):
     chunks = split(good, list(range(0, len(good), 4096))) + split(bad, [1000, 5000])
     stream, outcomes = make("gzip")
     with caplog.at_level(logging.WARNING):
-        output = run(stream, chunks)
+        output = sent_through(stream, chunks)
     assert outcomes[0].injected and "after the injection" in caplog.text
     assert output.endswith(bad)  # nothing the upstream sent is lost
     assert mitm_encoding.decode(output[: -len(bad)], "gzip") == inject(valid, outcomes[0].offset)
@@ -244,7 +239,7 @@ def test_corrupt_gzip_after_the_decision_fails_open(caplog):
 def test_truncated_gzip_after_the_decision_still_ends_cleanly():
     valid, good, _ = _gzip_page(300_000)
     stream, outcomes = make("gzip")
-    output = run(stream, split(good, list(range(0, len(good), 4096))))
+    output = sent_through(stream, split(good, list(range(0, len(good), 4096))))
     assert outcomes[0].injected
     assert codecs.decode(output, "gzip") == inject(valid, outcomes[0].offset)
 
@@ -270,7 +265,7 @@ def test_scanner_failures_fail_open(where, enc, caplog):
     raw = encoders.encode(b"<html><head>", enc)
     stream = InjectingStream(encoding=enc, snippet=SNIPPET, scanner=ExplodingScanner(where))
     with caplog.at_level(logging.WARNING):
-        assert run(stream, [raw[:5], raw[5:]]) == raw
+        assert sent_through(stream, [raw[:5], raw[5:]]) == raw
     assert not stream.outcome.injected and "injection failed" in stream.outcome.reason
 
 
@@ -286,7 +281,7 @@ def test_on_done_errors_are_logged_and_it_runs_once(caplog):
     )
     raw = encoders.encode(b"<html><head></head><body>hi</body>", "gzip")
     with caplog.at_level(logging.ERROR):
-        output = run(stream, split(raw, None))
+        output = sent_through(stream, split(raw, None))
     assert len(calls) == 1 and "on_done callback failed" in caplog.text
     assert codecs.decode(output, "gzip") == b"<html><head>" + SNIPPET + b"</head><body>hi</body>"
 
@@ -295,7 +290,7 @@ def test_on_done_errors_are_logged_and_it_runs_once(caplog):
 def test_short_document_gets_the_snippet_at_the_end(enc):
     document = b"<!doctype html><html lang=en>"
     stream, outcomes = make(enc)
-    output = run(stream, [encoders.encode(document, enc)])
+    output = sent_through(stream, [encoders.encode(document, enc)])
     assert outcomes[0] == StreamOutcome(True, len(document), "after-html", "injected")
     assert codecs.decode(output, enc) == document + SNIPPET
 
@@ -304,7 +299,7 @@ def test_short_document_gets_the_snippet_at_the_end(enc):
 def test_empty_body_stays_empty(enc):
     raw = b"" if enc == "identity" else encoders.encode(b"", enc)
     stream, outcomes = make(enc)
-    assert run(stream, [raw] if raw else []) == raw
+    assert sent_through(stream, [raw] if raw else []) == raw
     assert outcomes == [StreamOutcome(False, None, None, "empty body")]
 
 

@@ -1,6 +1,9 @@
-"""What mitmproxy sends of a stream callable's result, for the tests of our streams."""
+"""What mitmproxy sends of a stream callable's result, and a body cut into chunks for it, for the
+tests of our streams."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 
 def on_the_wire(result: object, end: bool) -> list[bytes]:
@@ -17,3 +20,15 @@ def on_the_wire(result: object, end: bool) -> list[bytes]:
         assert isinstance(piece, bytes), f"a stream sent {type(piece).__name__}, not bytes"
         assert piece, "a stream sent an empty piece: a zero-length HTTP/1.1 chunk ends the body there"
     return pieces
+
+
+def chunks_of(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """Non-empty chunks of `data`, cut at the given positions (modulo its length + 1)."""
+    bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def sent_through(stream: Callable[[bytes], object], chunks: Iterable[bytes]) -> bytes:
+    """What the client gets of a body fed to a `flow.response.stream` callable in `chunks`, then its
+    end (b"")."""
+    return b"".join(piece for chunk in [*chunks, b""] for piece in on_the_wire(stream(chunk), end=not chunk))
