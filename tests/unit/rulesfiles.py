@@ -6,12 +6,13 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-SHOP_RULE = """\
+INTAKE = "http://apm.test:8200"  # the shop rule's serverUrl
+SHOP_RULE = f"""\
 - name: shop
   hosts: ["shop.test"]
   agent:
     script: agent.js
-    config: {serviceName: shop, serverUrl: "http://apm.test:8200"}
+    config: {{serviceName: shop, serverUrl: "{INTAKE}"}}
 """
 
 

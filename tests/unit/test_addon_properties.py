@@ -18,7 +18,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from rumproxy import codecs, encoders
 from rumproxy.addon import RumInject
 from tests.pages import page_pieces
-from tests.unit.rulesfiles import write_rules
+from tests.unit.rulesfiles import INTAKE, write_rules
 from tests.unit.wire import chunks_of, sent_through
 
 TRACE_ONLY_RULE = """\
@@ -30,7 +30,6 @@ SNIPPET_START = b'<script src="/__rum/'
 UTF16_BOM = b"\xff\xfe"
 META_POLICY = b'<meta http-equiv="Content-Security-Policy" content="%s">'
 META_POLICY_VALUE = re.compile(r'(<meta http-equiv="Content-Security-Policy" content=")([^"]*)(">)')
-INTAKE = "http://apm.test:8200"  # the shop rule's serverUrl
 TRACE_HEADERS = (b"server-timing", b"traceparent", b"tracestate")  # what a trace-only rule adds to a response
 
 # Each field of an exchange: the value of a page the addon instruments first, then the others. An
@@ -61,7 +60,7 @@ FIELDS: dict[str, list] = {
     "utf16": [False, True],  # the page in UTF-16 with a BOM: the snippet goes in transcoded
     # A <meta> policy in the head: the snippet goes before it, and its connect-src may widen.
     "meta_policy": [None, "connect-src 'self'", "default-src 'self' 'unsafe-inline'", "script-src 'self'",
-                    "connect-src http://apm.test:8200"],
+                    f"connect-src {INTAKE}"],
     "corrupt": [False, True],
 }
 
