@@ -67,6 +67,18 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
+def curl_http2(url: str, headers: Mapping[str, str]) -> tuple[list[str], bytes]:
+    """The response's header lines (lower-case) and raw body, fetched by Debian's curl over TLS and
+    HTTP/2 (not verifying the certificate: mitmproxy's)."""
+    with tempfile.TemporaryDirectory() as directory:
+        head, body = Path(directory) / "head", Path(directory) / "body"
+        argv = ["curl", "-s", "-S", "--http2", "-k", "-D", str(head), "-o", str(body)]
+        for name, value in headers.items():
+            argv += ["-H", f"{name}: {value}"]
+        subprocess.run([*argv, url], check=True, timeout=60)
+        return head.read_text().lower().splitlines(), body.read_bytes()
+
+
 class ProcessError(RuntimeError):
     pass
 

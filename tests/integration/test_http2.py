@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
 
 import pytest
 
 from tests.apps.upstream import BODIES
-from tests.harness import Mitmdump
+from tests.harness import Mitmdump, curl_http2
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,17 +24,11 @@ def tls_proxy(upstream, rules_file):
 
 
 @pytest.mark.parametrize("query", ["body=basic", "body=basic&encoding=gzip", "body=big", "body=big&encoding=gzip&chunked=1"])
-def test_http2_client_gets_one_insertion(tmp_path, tls_proxy, query):
-    head, body = tmp_path / "head", tmp_path / "body"
-    subprocess.run(
-        ["curl", "-s", "-S", "--http2", "-k", "-H", "Sec-Fetch-Dest: document", "-H", "Accept-Encoding: gzip",
-         "-D", str(head), "-o", str(body), f"https://127.0.0.1:{tls_proxy.port}/page?{query}"],
-        check=True, timeout=60,
-    )  # fmt: skip
-    lines = head.read_text().lower().splitlines()
+def test_http2_client_gets_one_insertion(tls_proxy, query):
+    lines, raw = curl_http2(f"https://127.0.0.1:{tls_proxy.port}/page?{query}",
+                            {"Sec-Fetch-Dest": "document", "Accept-Encoding": "gzip"})
     assert lines[0].startswith("http/2 200")
     assert not any(line.startswith("transfer-encoding") for line in lines)
-    raw = body.read_bytes()
     lengths = [line.split(":", 1)[1].strip() for line in lines if line.startswith("content-length")]
     assert lengths in ([], [str(len(raw))])
     decoded = gzip.decompress(raw) if "gzip" in query else raw

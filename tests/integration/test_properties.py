@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rumproxy import codecs
+from tests.harness import curl_http2
 from tests.insertion import split_insertion
 from tests.pages import pages
 
 SNIPPET_START = b'<script src="/__rum/'
+
+
+def assert_one_snippet(page: bytes, sent: bytes) -> None:
+    """`sent` is `page` with one insertion, the snippet."""
+    _, inserted = split_insertion(page, sent)
+    assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
+    assert sent.count(SNIPPET_START) == page.count(SNIPPET_START) + 1
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -63,23 +67,10 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstr
     assert document == page
     sent = codecs.decode(proxied_body, encoding)
     event("injected" if sent != document else "left alone")
-    if sent != document:  # injected: one insertion, the snippet
+    if sent != document:
         assert content_type.startswith("text/html")
-        _, inserted = split_insertion(document, sent)
-        assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
-        assert sent.count(SNIPPET_START) == document.count(SNIPPET_START) + 1
+        assert_one_snippet(document, sent)
         assert proxied.headers["x-rum-injected"] == "rumproxy"
-
-
-def curl_http2(url: str, headers: dict[str, str]) -> tuple[list[str], bytes]:
-    """The response's header lines (lower-case) and raw body, fetched by curl over HTTP/2 (TLS)."""
-    with tempfile.TemporaryDirectory() as directory:
-        head, body = Path(directory) / "head", Path(directory) / "body"
-        argv = ["curl", "-s", "-S", "--http2", "-k", "-D", str(head), "-o", str(body)]
-        for name, value in headers.items():
-            argv += ["-H", f"{name}: {value}"]
-        subprocess.run([*argv, url], check=True, timeout=60)
-        return head.read_text().lower().splitlines(), body.read_bytes()
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl with HTTP/2 (Debian's curl)")
@@ -105,5 +96,4 @@ def test_over_http2_the_client_gets_the_upstreams_page_with_at_most_the_snippet(
     sent = codecs.decode(raw, encoding)
     event("injected" if sent != page else "left alone")
     if sent != page:
-        _, inserted = split_insertion(page, sent)
-        assert inserted.startswith(SNIPPET_START) and inserted.endswith(b"</script>")
+        assert_one_snippet(page, sent)
