@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import random
 import re
 import zlib
 from pathlib import Path
@@ -16,6 +15,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from rumproxy import addon as addon_module
 from rumproxy import codecs, encoders, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
+from tests.pages import varied_text
 from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import sent_through
 
@@ -287,11 +287,7 @@ def test_a_bad_rum_stream_above_is_refused_and_the_last_good_value_stays(rules, 
 
 
 def large_page(size: int = 200_000) -> bytes:
-    rng = random.Random(7)
-    # Varied enough that gzip -6 ends deflate blocks every ~50 KB, as on real pages.
-    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 9))) for _ in range(2000)]
-    paragraphs = [f"<p>{' '.join(rng.choices(words, k=12))}</p>\n" for _ in range(size // 80)]
-    return PAGE.replace(b"<body>x</body>", ("<body>" + "".join(paragraphs) + "</body>").encode())
+    return PAGE.replace(b"<body>x</body>", b"<body>" + varied_text(size) + b"</body>")
 
 
 def without_snippet(document: bytes) -> bytes:
