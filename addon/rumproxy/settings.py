@@ -1,5 +1,5 @@
-"""The addon's options: declared for mitmproxy with their help (`declare`, from load()), parsed and
-checked once per configure() into what the hooks read (`Settings`)."""
+"""The addon's options: declared for mitmproxy with their help (`declare_options`, from load()),
+parsed and checked once per configure() into what the hooks read (`Settings`)."""
 
 from __future__ import annotations
 
