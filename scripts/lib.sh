@@ -5,7 +5,8 @@ RUM_AGENT_DIR=vendor/agent
 RUM_AGENT_BUNDLE=$RUM_AGENT_DIR/node_modules/@elastic/apm-rum/dist/bundles/elastic-apm-rum.umd.min.js
 
 # find_python [3.11|3.12|3.13]: print the path of a supported interpreter.
-# Without an argument: the newest 3.12+ found, else 3.11.
+# Without an argument: 3.12, else 3.13, else 3.11 (3.12 first: the bench's figures in the README
+# were measured on it).
 find_python() {
     local wanted=${1:-} candidates version path
     if [ -n "$wanted" ]; then candidates=$wanted; else candidates="3.12 3.13 3.11"; fi
