@@ -3,7 +3,7 @@ does to an injected agent (Content-Security-Policy in every form, a single-page 
 that loads its own copy of the agent), served by Flask with the real `elastic-apm` agent.
 
     python -m tests.apps.browserapp --port 0 [--host 127.0.0.1] [--apm-server-url URL]
-        [--service-name NAME] [--rum-server-url URL] [--tls-cert PEM --tls-key PEM]
+        [--service-name NAME] [--rum-server-url URL] [--tls-cert PEM --tls-key PEM [--http3]]
 
 GET /                      fetch(API + "/api/items") as the page loads, API from ?api=ORIGIN
                            (default: the page's own origin); the result goes into #items
@@ -275,11 +275,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rum-server-url", help="serverUrl of the /own-agent page (default: --apm-server-url)")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    parser.add_argument("--http3", action="store_true", help="serve HTTP/3 over QUIC (UDP) instead, with the certificate")
     options = parser.parse_args(argv)
     if bool(options.tls_cert) != bool(options.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if options.http3 and not options.tls_cert:
+        parser.error("--http3 needs --tls-cert and --tls-key")
     app.config["RUM_SERVER_URL"] = options.rum_server_url or options.apm_server_url or app.config["RUM_SERVER_URL"]
     trace_with_elastic_apm(app, options.apm_server_url, options.service_name)
+    if options.http3:
+        from tests.apps.http3 import serve_http3
+
+        return serve_http3(app, name="browserapp", host=options.host, port=options.port,
+                           cert=options.tls_cert, key=options.tls_key)
     ssl_context = (options.tls_cert, options.tls_key) if options.tls_cert else None
     serve(app, name="browserapp", host=options.host, port=options.port, ssl_context=ssl_context)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, VIOLATION_LISTENER, BrowserPage, artifact_stem
-from tests.harness import Intake
+from tests.harness import Intake, Process
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -19,11 +19,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = outcome.get_result()
     if not report.failed or report.when not in ("setup", "call"):
         return
-    pages = [value for value in getattr(item, "funcargs", {}).values() if isinstance(value, BrowserPage)]
+    values = getattr(item, "funcargs", {}).values()
+    pages = [value for value in values if isinstance(value, BrowserPage)]
     for index, browser_page in enumerate(pages):
         stem = artifact_stem(item.nodeid) + (f"-{index}" if index else "")
         saved = browser_page.save_artifacts(stem)
         report.sections.append(("browser artifacts", "\n".join(str(path) for path in saved)))
+    # What the proxy and the apps logged: a browser's network error names no cause.
+    for process in {id(value): value for value in values if isinstance(value, Process)}.values():
+        report.sections.append((f"{process.name} log (last lines)", process.log_tail(60)))
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +53,11 @@ def browser_executable() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Any, browser_args: list[str], browser_executable: str) -> Iterator[Any]:
+    base_args = CHROMIUM_ARGS
+    if "--enable-quic" in browser_args:  # the HTTP/3 module's: Chromium's --disable-quic would win
+        base_args = [arg for arg in CHROMIUM_ARGS if arg != "--disable-quic"]
     browser = playwright.chromium.launch(
-        executable_path=browser_executable, args=[*CHROMIUM_ARGS, *browser_args], headless=True
+        executable_path=browser_executable, args=[*base_args, *browser_args], headless=True
     )
     yield browser
     browser.close()
