@@ -161,6 +161,10 @@ class BrowserPage:
     def own_script_ran(self) -> bool:
         return self.page.evaluate("document.body.dataset.ownScript") == "ran"
 
+    def document_protocol(self) -> str:
+        """The protocol the page's document came over, as the browser names it ("http/1.1", "h2", "h3")."""
+        return self.page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+
     def injected(self) -> bool:
         return self.page.locator("script[src*='/__rum/']").count() > 0
 

@@ -56,16 +56,11 @@ def browser_args(proxy: Mitmdump) -> list[str]:
     ]
 
 
-def protocol(browser_page: BrowserPage) -> str:
-    """The protocol the page's document came over, as the browser reports it."""
-    return browser_page.page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
-
-
 def test_a_page_over_http3_is_instrumented_and_linked(browser_page: BrowserPage, proxy: Mitmdump,
                                                       intake: Intake) -> None:
     url = f"https://127.0.0.1:{proxy.port}/"
     response = browser_page.goto(url)
-    assert protocol(browser_page) == "h3"
+    assert browser_page.document_protocol() == "h3"
     assert response.headers.get("x-rum-injected") == "rumproxy"
     assert browser_page.injected()
     browser_page.page.wait_for_selector("#items[data-state=loaded]")  # the page's own fetch, over HTTP/3 too
@@ -87,7 +82,7 @@ def test_a_long_gzip_page_over_http3_renders_whole(browser_page: BrowserPage, pr
     one, and ~3.3 MB with one: streamed."""
     url = f"https://127.0.0.1:{proxy.port}/large?paragraphs={paragraphs}&length={length}"
     response = browser_page.goto(url)
-    assert protocol(browser_page) == "h3"
+    assert browser_page.document_protocol() == "h3"
     assert response.headers.get("content-encoding") == "gzip"
     assert response.headers.get("x-rum-injected") == "rumproxy"
     assert ("content-length" in response.headers) is not streamed

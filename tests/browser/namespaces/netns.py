@@ -125,10 +125,10 @@ def router_intake(network: Network, host: str, directory: Path) -> Iterator[Json
 
 
 def router_app(network: Network, host: str, intake: JsonlIntakeReader, service_name: str,
-               namespace: str | None = None) -> BrowserApp:
+               namespace: str | None = None, args: Sequence[str] = ()) -> BrowserApp:
     """The browser suite's app on `host` in the router namespace (or `namespace`), reporting to `intake`."""
     return BrowserApp(apm_server_url=intake.url, service_name=service_name,
-                      args=["--host", host], wrapper=network.exec_in(namespace or network.router))
+                      args=["--host", host, *args], wrapper=network.exec_in(namespace or network.router))
 
 
 def router_mitmdump(network: Network, intake: JsonlIntakeReader, directory: Path, *, mode: str, hosts: Sequence[str],
@@ -140,11 +140,14 @@ def router_mitmdump(network: Network, intake: JsonlIntakeReader, directory: Path
 
 
 def assert_page_linked_through(browser_page: BrowserPage, proxy: Mitmdump, intake: JsonlIntakeReader, url: str,
-                               client_address: str) -> None:
-    """Chromium loads `url`: the page comes instrumented, through mitmdump (which names the client
-    by `client_address`), and its page load and the backend's transaction are one trace."""
+                               client_address: str, *, protocol: str | None = None) -> None:
+    """Chromium loads `url` (over `protocol`, as the browser names it: "http/1.1", "h3"): the page
+    comes instrumented, through mitmdump (which names the client by `client_address`), and its page
+    load and the backend's transaction are one trace."""
     mark = proxy.mark()
     response = browser_page.goto(url)
+    if protocol is not None:
+        assert browser_page.document_protocol() == protocol
     assert response.headers.get("x-rum-injected") == "rumproxy"
     proxy.wait_for_log(re.escape(f"{client_address}:") + r"\d+: GET " + re.escape(url), since=mark)
     load, backend = browser_page.wait_for_intake(

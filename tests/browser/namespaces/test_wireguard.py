@@ -1,5 +1,7 @@
 """WireGuard mode in a real Chromium: the client's traffic to the app reaches mitmdump through a
-WireGuard tunnel, as a phone's or a laptop's would with mitmproxy's client configuration.
+WireGuard tunnel, as a phone's or a laptop's would with mitmproxy's client configuration. Over
+HTTP/1.1, and over HTTP/3 to a second app that serves QUIC (Chromium goes there over QUIC, as it
+does to a site that offers HTTP/3; mitmproxy's CA is trusted, as on a phone set up for it).
 
     client ns  10.232.0.2 ── veth ── 10.232.0.1  router ns: intake, mitmdump --mode wireguard
       tunnel interface (wireguard-go)             the app on 10.232.1.1 (lo)
@@ -31,6 +33,7 @@ from tests.browser.namespaces.netns import (
     router_mitmdump,
     run,
 )
+from tests.browser.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,
@@ -63,10 +66,30 @@ def app(network: Network, intake: JsonlIntakeReader) -> Iterator[BrowserApp]:
 
 
 @pytest.fixture(scope="module")
-def proxy(network: Network, app: BrowserApp, intake: JsonlIntakeReader, tmp_path_factory) -> Iterator[Mitmdump]:
+def h3_app(network: Network, intake: JsonlIntakeReader, tmp_path_factory) -> Iterator[BrowserApp]:
+    """The app again, served over QUIC (UDP) on the same address."""
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("h3-site"))
+    with router_app(network, APP_IP, intake, "tunnel-h3-backend",
+                    args=["--http3", "--tls-cert", str(cert), "--tls-key", str(key)]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def proxy(network: Network, app: BrowserApp, h3_app: BrowserApp, intake: JsonlIntakeReader,
+          tmp_path_factory) -> Iterator[Mitmdump]:
+    # The HTTP/3 app's certificate is self-signed.
     with router_mitmdump(network, intake, tmp_path_factory.mktemp("wireguard"), mode="wireguard",
-                         hosts=[APP_IP], args=["--listen-host", ROUTER_IP]) as mitmdump:
+                         hosts=[APP_IP], args=["--listen-host", ROUTER_IP, "--set", "ssl_insecure=true"]) as mitmdump:
         yield mitmdump
+
+
+@pytest.fixture(scope="module")
+def browser_args(proxy: Mitmdump, h3_app: BrowserApp) -> list[str]:
+    return [
+        "--enable-quic",
+        f"--origin-to-force-quic-on={APP_IP}:{h3_app.port}",
+        f"--ignore-certificate-errors-spki-list={spki_sha256(proxy.ca_cert)}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +138,10 @@ def tunnel(network: Network, proxy: Mitmdump, tmp_path_factory) -> Iterator[str]
 def test_page_in_wireguard_mode_is_one_trace_with_its_backend(browser_page: BrowserPage, proxy: Mitmdump, tunnel: str,
                                                               app: BrowserApp, intake: JsonlIntakeReader) -> None:
     assert_page_linked_through(browser_page, proxy, intake, f"http://{APP_IP}:{app.port}/", TUNNEL_IP)
+
+
+def test_page_over_http3_in_wireguard_mode_is_one_trace_with_its_backend(
+    browser_page: BrowserPage, proxy: Mitmdump, tunnel: str, h3_app: BrowserApp, intake: JsonlIntakeReader
+) -> None:
+    url = f"https://{APP_IP}:{h3_app.port}/"
+    assert_page_linked_through(browser_page, proxy, intake, url, TUNNEL_IP, protocol="h3")
