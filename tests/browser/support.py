@@ -8,6 +8,7 @@ the APM v2 shape, `endpoint` "rum" (the browser agent) or "backend" (elastic-apm
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from rumproxy.rules import VENDORED_AGENT
+from tests.apps.browserapp import large_paragraphs
 from tests.harness import REPO_ROOT, Mitmdump, PythonApp
 
 CHROMIUM = shutil.which("chromium")
@@ -164,6 +166,15 @@ class BrowserPage:
     def document_protocol(self) -> str:
         """The protocol the page's document came over, as the browser names it ("http/1.1", "h2", "h3")."""
         return self.page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")
+
+    def assert_large_page_whole(self, paragraphs: int) -> None:
+        """The browser app's /large page of `paragraphs` rendered whole: its own script counted every
+        paragraph and hashed their text."""
+        self.page.wait_for_function("document.body.dataset.sha256 !== undefined")
+        body = self.page.locator("body")
+        texts = large_paragraphs(paragraphs)
+        assert body.get_attribute("data-paragraphs") == str(len(texts))
+        assert body.get_attribute("data-sha256") == hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
     def injected(self) -> bool:
         return self.page.locator("script[src*='/__rum/']").count() > 0

@@ -7,12 +7,10 @@ response goes out without a Content-Length and without chunked framing."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import pytest
 
-from tests.apps.browserapp import large_paragraphs
 from tests.browser.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
@@ -87,10 +85,6 @@ def test_a_long_gzip_page_over_http3_renders_whole(browser_page: BrowserPage, pr
     assert response.headers.get("x-rum-injected") == "rumproxy"
     assert ("content-length" in response.headers) is not streamed
     assert "transfer-encoding" not in response.headers
-    browser_page.page.wait_for_function("document.body.dataset.sha256 !== undefined")
-    body = browser_page.page.locator("body")
-    texts = large_paragraphs(paragraphs)
-    assert body.get_attribute("data-paragraphs") == str(len(texts))
-    assert body.get_attribute("data-sha256") == hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    browser_page.assert_large_page_whole(paragraphs)
     wait_for_page_load(intake, browser_page, url)
     browser_page.assert_clean()

@@ -7,12 +7,10 @@ from the first (rum_memo; streamed: sent while the body arrives, gzipreplay) aro
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import requests
 
-from tests.apps.browserapp import large_page, large_paragraphs
+from tests.apps.browserapp import large_page
 from tests.browser.support import BrowserPage, app_behind_proxy, browser_suite, wait_for_page_load
 from tests.harness import Intake, Mitmdump
 
@@ -42,10 +40,6 @@ def test_a_spliced_gzip_page_renders_whole_in_chromium(browser_page: BrowserPage
     response = browser_page.goto(url)  # the same upstream bytes again: the remembered rewrite
     assert response.headers.get("content-encoding") == "gzip"
     assert browser_page.injected()
-    body = browser_page.page.locator("body")
-    browser_page.page.wait_for_function("document.body.dataset.sha256 !== undefined")
-    texts = large_paragraphs(PARAGRAPHS)
-    assert body.get_attribute("data-paragraphs") == str(len(texts))
-    assert body.get_attribute("data-sha256") == hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    browser_page.assert_large_page_whole(PARAGRAPHS)
     wait_for_page_load(intake, browser_page, url)
     browser_page.assert_clean()

@@ -4,14 +4,12 @@ through mitmproxy's CA. Every test runs in both modes."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.apps.browserapp import large_paragraphs
 from tests.browser.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
@@ -127,10 +125,6 @@ def test_an_https_page_the_site_sends_as_br_comes_as_gzip(browser_page: BrowserP
     assert "br" in sent["accept-encoding"] and "gzip" in sent["accept-encoding"]
     assert response.headers.get("content-encoding") == "gzip"
     assert response.headers.get("x-rum-injected") == "rumproxy"
-    browser_page.page.wait_for_function("document.body.dataset.sha256 !== undefined")
-    body = browser_page.page.locator("body")
-    texts = large_paragraphs(paragraphs)
-    assert body.get_attribute("data-paragraphs") == str(len(texts))
-    assert body.get_attribute("data-sha256") == hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    browser_page.assert_large_page_whole(paragraphs)
     wait_for_page_load(intake, browser_page, url)
     browser_page.assert_clean()
