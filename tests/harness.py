@@ -239,8 +239,10 @@ class Process:
 
     @property
     def url(self) -> str:
+        """http://HOST:PORT, or with the scheme the process announced (https for TLS or HTTP/3)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = self._listening().groupdict().get("scheme") or "http"
+        return f"{scheme}://{host}:{self.port}"
 
     def _listening(self) -> re.Match[str]:
         if self._listen_match is None:
@@ -312,9 +314,10 @@ class Mitmdump(Process):
 
 
 class PythonApp(Process):
-    """`python -m MODULE --port 0 ARGS…` for a server that prints "… listening at http://HOST:PORT"."""
+    """`python -m MODULE --port 0 ARGS…` for a server that prints "… listening at http://HOST:PORT"
+    (https:// when it serves TLS or HTTP/3)."""
 
-    listening = re.compile(r"listening at http://(?P<host>\[[^\]]+\]|[^\s/:]+):(?P<port>\d+)")
+    listening = re.compile(r"listening at (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^\s/:]+):(?P<port>\d+)")
 
     def __init__(
         self,

@@ -2,9 +2,10 @@
 proxy must cope with (charset, compression, framing, status, headers) is a query knob,
 and the headers the proxy sent upstream are recorded so tests can check them.
 
-    python -m tests.apps.upstream --port 0 [--apm-server-url URL] [--service-name NAME]
+    python -m tests.apps.upstream --port 0 [--apm-server-url URL] [--service-name NAME] [--http3 CERT KEY]
 
-GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
+GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes); a POST with
+                                       neither: the request's body (a page too long for a URL)
                         ?ctype=…       Content-Type; default text/html; charset=utf-8, except
                                        the non-UTF-8 bodies (BODY_CONTENT_TYPES); empty: none
                         ?encoding=…    gzip | deflate | br | zstd | identity | "gzip, br" (stacked,
@@ -271,6 +272,8 @@ def page() -> Response:
     name = args.get("body", "basic")
     if "b64" in args:
         body = _b64decode(args["b64"])
+    elif request.method == "POST" and "body" not in args:
+        body = request.get_data()
     elif name in BODIES:
         body = BODIES[name]
     else:
@@ -324,8 +327,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--apm-server-url", help="report to this APM server; without it the agent is off")
     parser.add_argument("--service-name", default="upstream")
+    parser.add_argument("--http3", nargs=2, metavar=("CERT", "KEY"),
+                        help="serve HTTP/3 over QUIC (UDP) with this certificate and key (PEM) instead "
+                             "(the recorded request headers are then WSGI's: repeated names folded)")
     options = parser.parse_args(argv)
     trace_with_elastic_apm(app, options.apm_server_url, options.service_name)
+    if options.http3:
+        from tests.apps.http3 import serve_http3
+
+        cert, key = options.http3
+        return serve_http3(app, name="upstream", host=options.host, port=options.port, cert=cert, key=key)
     serve(app, name="upstream", host=options.host, port=options.port, request_handler=RawHeadersRequestHandler)
 
 

@@ -51,8 +51,6 @@ T = TypeVar("T")
 class BrowserApp(PythonApp):
     """tests/apps/browserapp.py; `url` keeps the scheme it serves (https with --tls-cert)."""
 
-    listening = re.compile(r"listening at (?P<scheme>https?)://(?P<host>\[[^\]]+\]|[^\s/:]+):(?P<port>\d+)")
-
     def __init__(
         self,
         *,
@@ -66,10 +64,6 @@ class BrowserApp(PythonApp):
             extra += ["--apm-server-url", apm_server_url]
         super().__init__("tests.apps.browserapp", extra, name=f"browserapp-{service_name}")
         self.argv = [*wrapper, *self.argv]
-
-    @property
-    def url(self) -> str:
-        return f"{self._listening()['scheme']}://{self.host}:{self.port}"
 
     @property
     def origin(self) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.certificates import self_signed_certificate, spki_sha256
+from tests.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.browser.certificates import self_signed_certificate, spki_sha256
+from tests.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,

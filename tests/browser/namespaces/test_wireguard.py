@@ -33,7 +33,7 @@ from tests.browser.namespaces.netns import (
     router_mitmdump,
     run,
 )
-from tests.browser.certificates import self_signed_certificate, spki_sha256
+from tests.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
     BrowserApp,
     BrowserPage,

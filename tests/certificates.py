@@ -1,4 +1,4 @@
-"""Certificates of the browser tests: a self-signed one for an HTTPS or HTTP/3 site behind the
+"""Certificates of the tests: a self-signed one for an HTTPS or HTTP/3 site behind the
 proxy (mitmproxy is told not to verify it), and the form in which Chromium is told to trust
 mitmproxy's CA."""
 
