@@ -1,7 +1,7 @@
 """HTTP/3 in a real Chromium: mitmproxy in reverse mode speaks HTTP/3 (QUIC) to the browser and to
-the site (`--mode reverse:http3://`; WireGuard mode does the same for a phone's browser when a
-site offers HTTP/3), the site being the browser app served by hypercorn over QUIC with the real
-elastic-apm agent. The page is instrumented and its load linked to the backend, and long gzip
+the site (`--mode reverse:https://` for a browser that comes over QUIC, and `reverse:http3://`;
+WireGuard mode does the same for a phone's browser when a site offers HTTP/3), the site being the
+browser app served by hypercorn over QUIC with the real elastic-apm agent. The page is instrumented and its load linked to the backend, and long gzip
 pages, rewritten whole or streamed, render whole: HTTP/3 frames the body itself, so a streamed
 response goes out without a Content-Length and without chunked framing."""
 
@@ -35,12 +35,15 @@ def app(intake: Intake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Br
         yield server
 
 
-@pytest.fixture(scope="module")
-def proxy(app: BrowserApp, intake: Intake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
+# reverse:https:// listens on TCP and UDP, and serves a client that comes over QUIC with HTTP/3 (to
+# the site over QUIC as well): what a user runs. reverse:http3:// listens on UDP only.
+@pytest.fixture(scope="module", params=["https", "http3"])
+def proxy(request: pytest.FixtureRequest, app: BrowserApp, intake: Intake,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
     rules = write_rules(tmp_path_factory.mktemp("h3") / "rules.yaml", server_url=intake.url,
                         rules=[rule("site", ["127.0.0.1"])])
     # The site's certificate is self-signed.
-    with Mitmdump(mode=f"reverse:http3://127.0.0.1:{app.port}", rules=rules,
+    with Mitmdump(mode=f"reverse:{request.param}://127.0.0.1:{app.port}", rules=rules,
                   args=["--set", "ssl_insecure=true"]) as mitmdump:
         yield mitmdump
 
