@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from tests.certificates import self_signed_certificate, spki_sha256
 from tests.browser.support import (
@@ -24,7 +25,16 @@ from tests.browser.support import (
 )
 from tests.harness import Intake, Mitmdump
 
-pytestmark = browser_suite
+pytestmark = [
+    *browser_suite,
+    # Seen in CI on mitmproxy 11.0.2 only (never on 12.3, in many more runs): a browser's second or
+    # third QUIC connection, opened while an earlier one was still closing, failed with
+    # ERR_QUIC_PROTOCOL_ERROR before any request reached the proxy's HTTP layer (mitmdump logged the
+    # connection and no request), so before any hook of the addon ran. mitmproxy's QUIC server,
+    # not the addon; the HTTP/3 property test and the WireGuard HTTP/3 test still run on 11.0.
+    pytest.mark.skipif(int(MITMPROXY_VERSION.split(".")[0]) < 12,
+                       reason="mitmproxy 11.0's QUIC server fails some browser connections before any request"),
+]
 
 
 @pytest.fixture(scope="module")
