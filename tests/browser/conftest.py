@@ -26,7 +26,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         saved = browser_page.save_artifacts(stem)
         report.sections.append(("browser artifacts", "\n".join(str(path) for path in saved)))
     # What the proxy and the apps logged: a browser's network error names no cause.
-    for process in {id(value): value for value in values if isinstance(value, Process)}.values():
+    for process in (value for value in values if isinstance(value, Process)):
         report.sections.append((f"{process.name} log (last lines)", process.log_tail(60)))
 
 

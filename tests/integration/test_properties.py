@@ -31,6 +31,21 @@ def assert_one_snippet(page: bytes, sent: bytes) -> None:
     assert sent.count(SNIPPET_START) == page.count(SNIPPET_START) + 1
 
 
+def injected(page: bytes, sent: bytes) -> bool:
+    """Whether the client got `page` with the snippet inserted once; if not, it got `page` as it
+    was. Each example is counted in hypothesis' statistics as one or the other."""
+    event("injected" if sent != page else "left alone")
+    if sent == page:
+        return False
+    assert_one_snippet(page, sent)
+    return True
+
+
+def framing(chunksize: int | None) -> dict[str, str]:
+    """The upstream's query for a body with a Content-Length (None) or chunked in pieces of `chunksize`."""
+    return {} if chunksize is None else {"chunked": "1", "chunksize": str(chunksize)}
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     page=pages(),
@@ -46,8 +61,7 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstr
                                                                      policy):
     query: dict[str, str | list[str]] = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding,
                                          "status": str(status), "ctype": content_type}
-    if chunksize is not None:
-        query |= {"chunked": "1", "chunksize": str(chunksize)}
+    query |= framing(chunksize)
     if policy is not None:
         query["h"] = [f"Content-Security-Policy: {policy}"]
     headers = {"Accept-Encoding": encoding, "Accept": "text/html,*/*;q=0.8"}
@@ -69,11 +83,8 @@ def test_the_client_gets_the_upstreams_page_with_at_most_the_snippet(http, upstr
     assert proxied.headers.get("content-encoding") == direct.headers.get("content-encoding")
     document = codecs.decode(direct_body, encoding)
     assert document == page
-    sent = codecs.decode(proxied_body, encoding)
-    event("injected" if sent != document else "left alone")
-    if sent != document:
+    if injected(document, codecs.decode(proxied_body, encoding)):
         assert content_type.startswith("text/html")
-        assert_one_snippet(document, sent)
         assert proxied.headers["x-rum-injected"] == "rumproxy"
 
 
@@ -88,19 +99,14 @@ def test_over_http2_the_client_gets_the_upstreams_page_with_at_most_the_snippet(
                                                                                 chunksize):
     """The same through TLS and HTTP/2 to the client, where a body has no Transfer-Encoding and a
     Content-Length only when it is right."""
-    query = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding}
-    if chunksize is not None:
-        query |= {"chunked": "1", "chunksize": str(chunksize)}
+    query = {"b64": base64.urlsafe_b64encode(page).decode(), "encoding": encoding, **framing(chunksize)}
     lines, raw = curl_http2(f"https://127.0.0.1:{proxy.port}/page?{urlencode(query)}",
                             {"Sec-Fetch-Dest": "document", "Accept-Encoding": encoding})
     assert lines[0].startswith("http/2 200")
     assert not any(line.startswith("transfer-encoding") for line in lines)
     lengths = [line.split(":", 1)[1].strip() for line in lines if line.startswith("content-length")]
     assert lengths in ([], [str(len(raw))])
-    sent = codecs.decode(raw, encoding)
-    event("injected" if sent != page else "left alone")
-    if sent != page:
-        assert_one_snippet(page, sent)
+    injected(page, codecs.decode(raw, encoding))
 
 
 @pytest.fixture(scope="module")
@@ -130,17 +136,12 @@ def test_over_http3_the_client_gets_the_upstreams_page_with_at_most_the_snippet(
     """The same over QUIC and HTTP/3, end to end: HTTP/3 frames the body itself, so a response has
     no Transfer-Encoding, and a Content-Length only when it is right. The page goes to the upstream
     as a form's POST body (a URL that long does not fit HTTP/3's header limits), and comes back."""
-    query = {"encoding": encoding}
-    if chunksize is not None:
-        query |= {"chunked": "1", "chunksize": str(chunksize)}
+    query = {"encoding": encoding, **framing(chunksize)}
     response = http3_request(f"https://127.0.0.1:{h3_proxy.port}/page?{urlencode(query)}",
                              {"Sec-Fetch-Dest": "document", "Accept-Encoding": encoding}, page)
     assert response.status == 200
     assert response.headers("transfer-encoding") == []
     assert response.headers("content-length") in ([], [str(len(response.body))])
-    sent = codecs.decode(bytes(response.body), encoding)
-    event("injected" if sent != page else "left alone")
-    if sent != page:
-        assert_one_snippet(page, sent)
+    if injected(page, codecs.decode(bytes(response.body), encoding)):
         assert response.headers("x-rum-injected") == ["rumproxy"]
 
