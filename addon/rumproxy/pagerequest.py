@@ -19,6 +19,10 @@ class Upstream(NamedTuple):
 
 
 UNCHANGED = Upstream({})
+# A page that carries its load's trace ids must come from the upstream whole: a 304 would have the
+# browser show its cached copy, with the ids of the load that fetched it, while the backend's
+# transaction for this request waits for a page load that never names it.
+CONDITIONALS: dict[bytes, Edit] = {b"if-none-match": None, b"if-modified-since": None}
 
 
 def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) -> Upstream:
@@ -33,4 +37,6 @@ def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) 
     if not rule.trace.propagate:
         return Upstream(edits)
     begun = tracing.begin(headers, rule.trace)
+    if rule.inject and (b"if-none-match" in headers or b"if-modified-since" in headers):
+        edits.update(CONDITIONALS)
     return Upstream({**edits, **begun.upstream_edits}, begun.trace, begun.tracestate)

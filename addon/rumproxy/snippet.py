@@ -41,25 +41,38 @@ def script_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=False).translate(_SCRIPT_ESCAPES)
 
 
-def agent_config(agent: AgentSpec, trace: PageTrace | None, api_origins: tuple[str, ...]) -> dict[str, Any]:
-    """The options for elasticApm.init(): the rule's config plus the page's trace ids."""
+def page_options(trace: PageTrace | None) -> dict[str, Any]:
+    """The init options of one page load's trace: its ids and its sampling decision."""
+    if trace is None:
+        return {}
+    options: dict[str, Any] = {"pageLoadTraceId": trace.trace_id}
+    if trace.continued:
+        # The backend answers under the incoming parent: the page load becomes its sibling.
+        options["pageLoadParentId"] = trace.span_id
+    else:
+        options["pageLoadSpanId"] = trace.span_id
+    if trace.sampled:
+        options["pageLoadSampled"] = True
+    else:
+        # The agent ignores pageLoadSampled: false and would sample by transactionSampleRate,
+        # so an unsampled backend would leave an orphaned page load: sample nothing on this page.
+        options["transactionSampleRate"] = 0
+    return options
+
+
+def rule_options(agent: AgentSpec, api_origins: tuple[str, ...]) -> dict[str, Any]:
+    """The init options every page of the rule gets: its config, and api_origins as
+    distributedTracingOrigins where the config names none."""
     config: dict[str, Any] = dict(agent.config)
-    if trace is not None:
-        config["pageLoadTraceId"] = trace.trace_id
-        if trace.continued:
-            # The backend answers under the incoming parent: the page load becomes its sibling.
-            config["pageLoadParentId"] = trace.span_id
-        else:
-            config["pageLoadSpanId"] = trace.span_id
-        if trace.sampled:
-            config["pageLoadSampled"] = True
-        else:
-            # The agent ignores pageLoadSampled: false and would sample by transactionSampleRate,
-            # so an unsampled backend would leave an orphaned page load: sample nothing on this page.
-            config["transactionSampleRate"] = 0
     if api_origins and "distributedTracingOrigins" not in config:
         config["distributedTracingOrigins"] = list(api_origins)
     return config
+
+
+def agent_config(agent: AgentSpec, trace: PageTrace | None, api_origins: tuple[str, ...]) -> dict[str, Any]:
+    """The options elasticApm.init() gets on a page the browser fetched through the proxy: the
+    rule's and the page's trace ids (a custom template's config_json)."""
+    return {**rule_options(agent, api_origins), **page_options(trace)}
 
 
 def render(
@@ -71,10 +84,10 @@ def render(
     nonce: str | None = None,
 ) -> str:
     """The markup to insert. `script_src` is the URL the page loads the agent from."""
-    config = agent_config(agent, trace, api_origins)
     if agent.kind == "custom":
+        config = agent_config(agent, trace, api_origins)
         return render_template(agent.template or "", script_src=script_src, trace=trace, nonce=nonce, config=config)
-    return _elastic_markup(html.escape(script_src or "", quote=True), nonce, init_script(config))
+    return _elastic_markup(html.escape(script_src or "", quote=True), nonce, init_script(rule_options(agent, api_origins), page_options(trace)))
 
 
 def _elastic_markup(escaped_src: str, nonce: str | None, init: str) -> str:
@@ -84,12 +97,31 @@ def _elastic_markup(escaped_src: str, nonce: str | None, init: str) -> str:
 
 # The guard keeps a page that already started the agent from being initialised twice, and a
 # blocked or failed agent download from throwing in the page.
-_INIT_HEAD = "(function(){var a=window.elasticApm;if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){a.init("
-_INIT_TAIL = ")}})();"
+_INIT_HEAD = "(function(){var a=window.elasticApm;if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){"
+_INIT_TAIL = "}})();"
+# A page's trace ids belong to the one response that carried them. A browser that shows the page
+# from its cache (a fresh copy, or one its server confirmed with 304) runs them again for another
+# page load, whose request, if it reached the backend at all, carried other ids: that page load
+# gets no ids (its own trace, as without the proxy). Navigation Timing tells a page from the cache
+# while it is still arriving: deliveryType "cache" (Chromium; a 304 too), or nothing transferred
+# for a body (every browser with Navigation Timing 2).
+_PAGE_OPTIONS_UNLESS_CACHED = (
+    ",e=window.performance&&performance.getEntriesByType&&performance.getEntriesByType('navigation')[0];"
+    "if(!(e&&(e.deliveryType==='cache'||e.transferSize===0&&e.decodedBodySize>0)))"
+    "Object.keys(p).forEach(function(k){c[k]=p[k]});a.init(c)"
+)
 
 
-def init_script(config: Mapping[str, Any]) -> str:
-    return _INIT_HEAD + script_json(dict(config)) + _INIT_TAIL
+def init_script(config: Mapping[str, Any], page: Mapping[str, Any] | None = None) -> str:
+    """The inline script: elasticApm.init() with `config`, and with the `page` options
+    (page_options) unless the browser took the page from its cache."""
+    return _init_script(script_json(dict(config)), script_json(dict(page)) if page else None)
+
+
+def _init_script(config_json: str, page_json: str | None) -> str:
+    if page_json is None:
+        return f"{_INIT_HEAD}a.init({config_json}){_INIT_TAIL}"
+    return f"{_INIT_HEAD}var c={config_json},p={page_json}{_PAGE_OPTIONS_UNLESS_CACHED}{_INIT_TAIL}"
 
 
 def render_template(
@@ -115,11 +147,9 @@ def render_template(
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-# Stand-ins for the ids while the parts around them are made (config_json() writes ids as they are).
+# Stand-ins for the ids while the parts around them are made.
 _TRACE_MARK = "\x00trace\x00"
 _SPAN_MARK = "\x00span\x00"
-# Keys agent_config() writes for a page; a rule config that sets one itself takes the general path.
-_PAGE_KEYS = frozenset({"pageLoadTraceId", "pageLoadParentId", "pageLoadSpanId", "pageLoadSampled"})
 
 
 class Bootstrap:
@@ -133,23 +163,12 @@ class Bootstrap:
         self.script_src = script_src
         self.api_origins = api_origins
         self._src = html.escape(script_src or "", quote=True)
-        self._fast = agent.kind == "elastic" and _PAGE_KEYS.isdisjoint(agent.config)
+        self._config_json = script_json(rule_options(agent, api_origins))
         # A traced page's markup without a nonce, around its ids, by (sampled, continued): made with
         # one format, and what comes before the trace id is its fixed part (fixed_length()).
         self._around_ids: dict[tuple[bool, bool], tuple[str, ...]] = {}
-        if not self._fast:
+        if agent.kind != "elastic":
             return
-        config = dict(agent.config)
-        self._untraced_json = script_json(agent_config(agent, None, api_origins))
-        self._sampled_head = script_json(config)[:-1]
-        self._unsampled_head = self._sampled_head
-        self._unsampled_rate = ',"transactionSampleRate":0'
-        if "transactionSampleRate" in config:
-            # agent_config() overwrites the rule's rate in its place: no key of its own at the end.
-            self._unsampled_head = script_json({**config, "transactionSampleRate": 0})[:-1]
-            self._unsampled_rate = ""
-        origins = api_origins and "distributedTracingOrigins" not in config
-        self._origins = f',"distributedTracingOrigins":{script_json(list(api_origins))}' if origins else ""
         for sampled in (True, False):
             for continued in (True, False):
                 trace = PageTrace(_TRACE_MARK, _SPAN_MARK, sampled, "", continued)
@@ -160,22 +179,15 @@ class Bootstrap:
                     return
                 self._around_ids[sampled, continued] = parts
 
-    def config_json(self, trace: PageTrace | None) -> str:
-        if not self._fast:
-            return script_json(agent_config(self.agent, trace, self.api_origins))
-        if trace is None:
-            return self._untraced_json
-        # Ids are hex: from our generator, or from a traceparent that matched the W3C grammar.
+    def page_json(self, trace: PageTrace) -> str:
+        """script_json(page_options(trace)), written directly: ids are hex, from our generator or
+        from a traceparent that matched the W3C grammar."""
         span_key = "pageLoadParentId" if trace.continued else "pageLoadSpanId"
-        if trace.sampled:
-            head, sampling = self._sampled_head, ',"pageLoadSampled":true'
-        else:
-            head, sampling = self._unsampled_head, self._unsampled_rate
-        comma = "," if len(head) > 1 else ""
-        return f'{head}{comma}"pageLoadTraceId":"{trace.trace_id}","{span_key}":"{trace.span_id}"{sampling}{self._origins}}}'
+        sampling = '"pageLoadSampled":true' if trace.sampled else '"transactionSampleRate":0'
+        return f'{{"pageLoadTraceId":"{trace.trace_id}","{span_key}":"{trace.span_id}",{sampling}}}'
 
     def init_script(self, trace: PageTrace | None) -> str:
-        return _INIT_HEAD + self.config_json(trace) + _INIT_TAIL
+        return _init_script(self._config_json, None if trace is None else self.page_json(trace))
 
     def render(self, trace: PageTrace | None, nonce: str | None = None) -> str:
         return self.rendered(trace, nonce)[0]
@@ -183,8 +195,7 @@ class Bootstrap:
     def rendered(self, trace: PageTrace | None, nonce: str | None = None) -> tuple[str, int]:
         """The markup, and its fixed_length()."""
         if self._around_ids and trace is not None and nonce is None:
-            # Most pages: the ids between parts made once (ids are hex, from our generator or from
-            # a traceparent that matched the W3C grammar).
+            # Most pages: the ids between parts made once.
             before, between, after = self._around_ids[trace.sampled, trace.continued]
             return f"{before}{trace.trace_id}{between}{trace.span_id}{after}", len(before)
         if self.agent.kind == "custom":

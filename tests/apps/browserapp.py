@@ -17,6 +17,8 @@ GET /csp/report-only       only a Content-Security-Policy-Report-Only header
 GET /spa                   #route-a / #route-b: history.pushState + fetch /api/items
 GET /own-agent             loads /static/elastic-apm-rum.umd.min.js and calls init itself
 GET /static/own-script.js  what the pages whose policy forbids inline script run instead
+GET /cached                a page browsers keep: fresh for ten minutes (Cache-Control), then
+                           revalidated by its ETag (304); links to /away, which links back
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -121,6 +123,24 @@ def sha256_source(script: str) -> str:
 @app.get("/")
 def index() -> Response:
     return html_response(page("browserapp", f'<ul id="items" data-state="loading"></ul>\n<script>{FETCH_ITEMS}</script>\n'))
+
+
+CACHED_ETAG = '"cached-v1"'
+
+
+@app.get("/cached")
+def cached() -> Response:
+    headers = {"ETag": CACHED_ETAG, "Cache-Control": "max-age=600"}
+    if CACHED_ETAG in (tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")):
+        return Response(status=304, headers=headers)
+    response = html_response(page("cached", '<p><a id="away" href="/away">away</a></p>\n'))
+    response.headers.update(headers)
+    return response
+
+
+@app.get("/away")
+def away() -> Response:
+    return html_response(page("away", '<p><a id="back" href="/cached">back</a></p>\n'))
 
 
 @app.route("/api/items", methods=["GET", "OPTIONS"], provide_automatic_options=False)

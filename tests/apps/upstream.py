@@ -20,6 +20,8 @@ GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes)
                                        the next response with the same name waits again)
                         ?tick=NAME     a paragraph at 3/5 of the body counts the requests made
                                        with NAME: the page changes on every request, after its head
+                        ?etag=V        ETag "V"; a GET whose If-None-Match names it (weak or
+                                       strong) gets 304 without a body
 GET /echo-headers       {lowercased name: [values…]} of the request as received
 GET /__last-request-headers   [[name, value], …] of the last request (any path, not /__*)
 GET /__last-request     {"method", "path", "query", "headers"} of that request
@@ -308,6 +310,11 @@ def page() -> Response:
         if not sep or not key.strip():
             abort(400, f"h={header!r}: expected 'Name: value'")
         response.headers.add(key.strip(), value.strip())
+    if "etag" in args:
+        etag = f'"{args["etag"]}"'
+        if etag in (tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")):
+            return Response(status=304, headers={"ETag": etag})
+        response.headers["ETag"] = etag
     return response
 
 

@@ -3,7 +3,7 @@ the backend request of the document, and with a cross-origin API call made by th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -11,11 +11,13 @@ from tests.browser.support import (
     FRONTEND,
     BrowserApp,
     BrowserPage,
+    Event,
     assert_document_linked,
     backend_transaction,
     browser_suite,
     linked_backend,
     page_load,
+    page_loads,
     reverse_proxy,
     rule,
     rum_spans,
@@ -84,4 +86,43 @@ def test_cross_origin_api_call_continues_the_page_trace(browser_page: BrowserPag
     # The header the API received (elastic-apm records request headers here).
     sent = called["context"]["request"]["headers"]["traceparent"]
     assert sent == f"00-{load['trace_id']}-{parent['id']}-01"
+    browser_page.assert_clean()
+
+
+def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: BrowserPage, proxy: Mitmdump,
+                                                               intake: Intake) -> None:
+    """The ids in a page belong to the load that fetched it. Shown again from Chromium's cache, the
+    page load starts a trace of its own (no request reached the backend); reloaded, it is
+    revalidated, and the proxy has the upstream send it whole with the ids of the reload."""
+    url = f"{proxy.url}/cached"
+    page = browser_page.page
+
+    def navigation(attribute: str) -> object:
+        return page.evaluate(f"performance.getEntriesByType('navigation')[0].{attribute}")
+
+    def loads_after(seen: list[Event]) -> Callable[[list[Event]], Event | None]:
+        known = {load["id"] for load in seen}
+        return lambda events: next((load for load in page_loads(events, url) if load["id"] not in known), None)
+
+    browser_page.goto(url)
+    first, _ = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url, "GET /cached"), what="the page load and its backend transaction"
+    )
+    page.click("#away")
+    page.wait_for_url(f"{proxy.url}/away", wait_until="load")
+    page.click("#back")
+    page.wait_for_url(url, wait_until="load")
+    assert navigation("deliveryType") == "cache", "Chromium fetched the page again: this test needs it from its cache"
+    again = browser_page.wait_for_intake(intake, loads_after([first]), what="the page load from the cache")
+    assert again["trace_id"] != first["trace_id"]
+    assert backend_transaction(intake.events(), again["trace_id"]) is None
+
+    page.reload(wait_until="load")
+    assert navigation("deliveryType") == "", "the reload came from Chromium's cache (a 304?)"
+    reloaded = browser_page.wait_for_intake(intake, loads_after([first, again]), what="the page load of the reload")
+    backend = browser_page.wait_for_intake(
+        intake, lambda events: backend_transaction(events, reloaded["trace_id"], "GET /cached"), what="the reload's backend transaction"
+    )
+    assert reloaded["trace_id"] not in (first["trace_id"], again["trace_id"])
+    assert_document_linked(intake.events(), reloaded, backend)
     browser_page.assert_clean()

@@ -4,13 +4,13 @@ elastic-apm agent, and the local intake recording what the agent reports."""
 from __future__ import annotations
 
 import http.client
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.bootstrap import init_options
 from tests.harness import Intake, Mitmdump, Upstream
 from tests.integration.conftest import write_rules
 
@@ -55,10 +55,6 @@ def traced_proxy(backend: Upstream, intake: Intake, tmp_path_factory) -> Iterato
         yield proxy
 
 
-def init_options(body: str) -> dict:
-    return json.loads(re.search(r"a\.init\((\{.*?\})\)\}\}\)\(\);</script>", body).group(1))
-
-
 def upstream_header(backend: Upstream, name: str) -> list[str]:
     return [value for key, value in backend.last_request_headers() if key.lower() == name]
 
@@ -90,6 +86,26 @@ def test_page_load_document_request_and_backend_are_one_trace(http, backend, int
     transaction = intake.wait_for(backend_transaction, timeout=20)
     assert transaction["parent_id"] == span_id
     assert transaction["name"].startswith("GET")
+
+
+def test_a_revalidated_page_comes_whole_with_the_ids_of_its_own_load(http, backend, traced_proxy):
+    """A 304 would have the browser run its cached copy, with the ids of the load that fetched it,
+    while the backend's transaction for this request hangs under ids no page load reports."""
+    url = f"{traced_proxy.url}/page?body=basic&etag=v1"
+    first = http.get(url, headers={**NAVIGATION, "Host": "127.0.0.1"}, timeout=10)
+    assert first.status_code == 200 and first.headers["etag"] == 'W/"v1"'
+    again = http.get(url, headers={**NAVIGATION, "Host": "127.0.0.1", "If-None-Match": first.headers["etag"]}, timeout=10)
+    assert again.status_code == 200
+    assert upstream_header(backend, "if-none-match") == []
+    [sent] = upstream_header(backend, "traceparent")
+    trace_id, span_id, _ = TRACEPARENT.fullmatch(sent).groups()
+    options = init_options(again.text)
+    assert (options["pageLoadTraceId"], options["pageLoadSpanId"]) == (trace_id, span_id)
+    assert trace_id != init_options(first.text)["pageLoadTraceId"]
+    # Where the page gets no ids (a trace-only rule), the upstream still answers 304.
+    unchanged = http.get(url, headers={**NAVIGATION, "Host": "trace-only.test", "If-None-Match": 'W/"v1"'}, timeout=10)
+    assert unchanged.status_code == 304
+    assert upstream_header(backend, "if-none-match") == ['W/"v1"']
 
 
 def test_an_existing_server_timing_is_kept(http, traced_proxy):

@@ -142,6 +142,38 @@ def test_a_page_request_asks_the_upstream_for_gzip_rather_than_br_or_zstd(rules)
         assert asked_upstream(rum) == CHROMIUM_ACCEPT_ENCODING
 
 
+CONDITIONAL = {"if-none-match": 'W/"v1"', "if-modified-since": "Wed, 21 Oct 2026 07:28:00 GMT"}
+
+
+def conditionals_upstream(rum: RumInject, host: str = "shop.test", destination: str = "document") -> dict[str, str]:
+    flow = page_flow(host=host)
+    flow.request.headers["sec-fetch-dest"] = destination
+    flow.request.headers.update(CONDITIONAL)
+    flow.response = None
+    rum.request(flow)
+    return {name: flow.request.headers[name] for name in CONDITIONAL if name in flow.request.headers}
+
+
+def test_a_page_that_gets_trace_ids_is_asked_for_whole_not_revalidated(tmp_path):
+    """A 304 would have the browser show its cached copy, with the trace ids of an earlier load."""
+    config = "agent: {config: {serviceName: s}}"
+    rules = write_rules(
+        tmp_path,
+        f"- {{name: trace-only, hosts: [trace-only.test], inject: false, {config}}}\n"
+        f"- {{name: untraced, hosts: [untraced.test], trace: {{propagate: false}}, {config}}}\n",
+    )
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        assert conditionals_upstream(rum) == {}
+        assert conditionals_upstream(rum, destination="iframe") == {}
+        # No trace ids in the body: a 304 is as good as the page.
+        assert conditionals_upstream(rum, host="trace-only.test") == CONDITIONAL
+        assert conditionals_upstream(rum, host="untraced.test") == CONDITIONAL
+        assert conditionals_upstream(rum, destination="script") == CONDITIONAL
+        assert conditionals_upstream(rum, host="other.test") == CONDITIONAL
+
+
 def test_headers_another_addon_edits_after_responseheaders_are_the_ones_instrumented(rules):
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:

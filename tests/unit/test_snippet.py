@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
+import shutil
+import subprocess
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from rumproxy.rules import AgentSpec
-from rumproxy.snippet import Bootstrap, PageTrace, agent_config, fixed_length, init_script, render, script_json
+from rumproxy.snippet import Bootstrap, PageTrace, agent_config, fixed_length, init_script, page_options, render, rule_options, script_json
+from tests.bootstrap import init_options
 
 TRACE = PageTrace(
     trace_id="0af7651916cd43dd8448eb211c80319c",
@@ -24,9 +27,8 @@ def elastic(config=None, script_url="https://cdn.test/rum.js") -> AgentSpec:
 
 
 def init_config(markup: str) -> dict:
-    match = re.search(r"a\.init\((\{.*\})\)\}\}\)\(\);</script>$", markup)
-    assert match, markup
-    return json.loads(match.group(1))
+    assert markup.endswith("}})();</script>"), markup
+    return init_options(markup)
 
 
 def test_elastic_bootstrap_shape():
@@ -137,7 +139,7 @@ def test_bootstrap_renders_exactly_what_render_does(config, trace, api_origins, 
     markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce)
     assert bootstrap.render(trace, nonce) == markup
     assert bootstrap.rendered(trace, nonce) == (markup, fixed_length(markup, trace, nonce))
-    assert bootstrap.init_script(trace) == init_script(agent_config(agent, trace, api_origins))
+    assert bootstrap.init_script(trace) == init_script(rule_options(agent, api_origins), page_options(trace))
 
 
 def test_the_fixed_part_ends_before_the_first_value_of_the_page_itself():
@@ -151,3 +153,65 @@ def test_the_fixed_part_ends_before_the_first_value_of_the_page_itself():
     assert nonced[fixed:].startswith("n0nce")
     untraced, fixed = bootstrap.rendered(None)
     assert fixed == len(untraced)  # nothing of its own: all of it is the same on every page
+
+
+def test_a_page_from_the_cache_gets_the_rules_options_without_the_trace():
+    agent = elastic({"serviceName": "s", "transactionSampleRate": 0.5})
+    unsampled = PageTrace(TRACE.trace_id, TRACE.span_id, False, TRACE.traceparent[:-2] + "00")
+    for trace in (TRACE, unsampled):
+        markup = Bootstrap(agent, script_src="/a.js", api_origins=("https://api.test",)).render(trace)
+        assert init_options(markup) == agent_config(agent, trace, ("https://api.test",))
+        assert init_options(markup, from_cache=True) == {
+            "serviceName": "s",
+            "transactionSampleRate": 0.5,
+            "distributedTracingOrigins": ["https://api.test"],
+        }
+    untraced = Bootstrap(agent, script_src="/a.js", api_origins=()).render(None)
+    assert "getEntriesByType" not in untraced  # nothing to leave out
+
+
+# What Navigation Timing says while the page's head runs (Chromium, measured; Firefox and Safari
+# have no deliveryType, and fill the sizes of a network load when it ends).
+NAVIGATIONS = {
+    "network, arriving": ({"type": "navigate", "transferSize": 300, "encodedBodySize": 0, "decodedBodySize": 0, "deliveryType": ""}, True),
+    "network, arrived (no deliveryType)": ({"type": "navigate", "transferSize": 1300, "encodedBodySize": 1000, "decodedBodySize": 1000}, True),
+    "network, sizes not yet known": ({"type": "navigate", "transferSize": 0, "encodedBodySize": 0, "decodedBodySize": 0}, True),
+    "prefetched": ({"type": "navigate", "transferSize": 300, "encodedBodySize": 0, "decodedBodySize": 0, "deliveryType": "navigational-prefetch"}, True),
+    "fresh in the cache": ({"type": "navigate", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache"}, False),
+    "fresh in the cache (no deliveryType)": ({"type": "navigate", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000}, False),
+    "back, from the cache": ({"type": "back_forward", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache"}, False),
+    "revalidated (304)": ({"type": "navigate", "transferSize": 300, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache"}, False),
+    "no navigation entry": (None, True),
+    "no performance API": ("none", True),
+}
+
+
+def run_bootstrap_in_node(markup: str, navigation: dict | str | None) -> dict:
+    """What the inline script passes to elasticApm.init() under a stub of the browser's APIs."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no `node` on PATH (scripts/setup installs npm, which brings it)")
+    inline = markup.split("<script>", 1)[1].removesuffix("</script>")
+    if navigation == "none":
+        performance = "undefined"
+    else:
+        entries = [] if navigation is None else [navigation]
+        performance = "{getEntriesByType: function (t) { return t === 'navigation' ? %s : []; }}" % json.dumps(entries)
+    program = (
+        "var seen = null;"
+        "(function (window, performance) {" + inline + "})"
+        "({elasticApm: {init: function (c) { seen = c; }}, performance: %s}, %s);"
+        "process.stdout.write(JSON.stringify(seen));"
+    ) % (performance, performance)
+    result = subprocess.run([node, "-e", program], capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("case", list(NAVIGATIONS))
+def test_the_bootstrap_leaves_the_trace_out_only_for_a_page_from_the_cache(case):
+    navigation, linked = NAVIGATIONS[case]
+    agent = elastic({"serviceName": "s"})
+    markup = Bootstrap(agent, script_src="/a.js", api_origins=()).render(TRACE)
+    expected = init_options(markup) if linked else init_options(markup, from_cache=True)
+    assert run_bootstrap_in_node(markup, navigation) == expected
+    assert ("pageLoadTraceId" in expected) is linked
