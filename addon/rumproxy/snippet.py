@@ -100,11 +100,11 @@ def _elastic_markup(escaped_src: str, nonce: str | None, init: str) -> str:
 _INIT_HEAD = "(function(){var a=window.elasticApm;if(a&&typeof a.init==='function'&&!(a.isActive&&a.isActive())){"
 _INIT_TAIL = "}})();"
 # A page's trace ids belong to the one response that carried them. A browser that shows the page
-# from its cache (a fresh copy, or one its server confirmed with 304) runs them again for another
-# page load, whose request, if it reached the backend at all, carried other ids: that page load
-# gets no ids (its own trace, as without the proxy). Navigation Timing tells a page from the cache
-# while it is still arriving: deliveryType "cache" (Chromium; a 304 too), or nothing transferred
-# for a body (every browser with Navigation Timing 2).
+# from a cache (a fresh copy, one its server confirmed with 304, a service worker's stored copy)
+# runs them again for another page load, whose request, if it reached the backend at all, carried
+# other ids: that page load gets no ids (its own trace, as without the proxy). Navigation Timing
+# tells a page from a cache while it is still arriving: deliveryType "cache" (Chromium; a 304
+# too), or nothing transferred for a body (every browser with Navigation Timing 2).
 _PAGE_OPTIONS_UNLESS_CACHED = (
     ",e=window.performance&&performance.getEntriesByType&&performance.getEntriesByType('navigation')[0];"
     "if(!(e&&(e.deliveryType==='cache'||e.transferSize===0&&e.decodedBodySize>0)))"

@@ -181,6 +181,8 @@ NAVIGATIONS = {
     "fresh in the cache (no deliveryType)": ({"type": "navigate", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000}, False),
     "back, from the cache": ({"type": "back_forward", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache"}, False),
     "revalidated (304)": ({"type": "navigate", "transferSize": 300, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache"}, False),
+    "a service worker fetched it": ({"type": "navigate", "transferSize": 300, "encodedBodySize": 0, "decodedBodySize": 0, "deliveryType": "", "workerStart": 2}, True),
+    "a service worker's Cache Storage": ({"type": "navigate", "transferSize": 0, "encodedBodySize": 1000, "decodedBodySize": 1000, "deliveryType": "cache-storage", "workerStart": 2}, False),
     "no navigation entry": (None, True),
     "no performance API": ("none", True),
 }
