@@ -104,24 +104,26 @@ _INIT_TAIL = "}})();"
 # runs them again for another page load, whose request, if it reached the backend at all, carried
 # other ids: that page load gets no ids (its own trace, as without the proxy). Navigation Timing
 # tells a page from a cache while it is still arriving: deliveryType "cache" (Chromium; a 304
-# too), or nothing transferred for a body (every browser with Navigation Timing 2).
-_PAGE_OPTIONS_UNLESS_CACHED = (
-    ",e=window.performance&&performance.getEntriesByType&&performance.getEntriesByType('navigation')[0];"
-    "if(!(e&&(e.deliveryType==='cache'||e.transferSize===0&&e.decodedBodySize>0)))"
-    "Object.keys(p).forEach(function(k){c[k]=p[k]});a.init(c)"
+# too), or nothing transferred for a body (every browser with Navigation Timing 2). The page's own
+# options come last, as an argument: what follows them is short, so what differs from page to page
+# ends soon after the ids (a remembered gzip page compresses the part before them once).
+_WITH_PAGE_OPTIONS = (
+    ",e=window.performance&&performance.getEntriesByType&&performance.getEntriesByType('navigation')[0],"
+    "l=!(e&&(e.deliveryType==='cache'||e.transferSize===0&&e.decodedBodySize>0));"
+    "(function(p){if(l)Object.keys(p).forEach(function(k){c[k]=p[k]});a.init(c)})("
 )
 
 
 def init_script(config: Mapping[str, Any], page: Mapping[str, Any] | None = None) -> str:
     """The inline script: elasticApm.init() with `config`, and with the `page` options
-    (page_options) unless the browser took the page from its cache."""
+    (page_options) unless the browser took the page from a cache."""
     return _init_script(script_json(dict(config)), script_json(dict(page)) if page else None)
 
 
 def _init_script(config_json: str, page_json: str | None) -> str:
     if page_json is None:
         return f"{_INIT_HEAD}a.init({config_json}){_INIT_TAIL}"
-    return f"{_INIT_HEAD}var c={config_json},p={page_json}{_PAGE_OPTIONS_UNLESS_CACHED}{_INIT_TAIL}"
+    return f"{_INIT_HEAD}var c={config_json}{_WITH_PAGE_OPTIONS}{page_json}){_INIT_TAIL}"
 
 
 def render_template(
