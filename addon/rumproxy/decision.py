@@ -36,16 +36,28 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
 def is_never_a_page(request_headers: HeaderView) -> bool:
     """A request whose response is never a page to instrument, so neither it nor its response is
     changed: a browser's request for something else (a script, an image, a fetch), as its
-    `Sec-Fetch-Dest` says, or, from a client without fetch metadata, one a page's script sent (an
-    HTML fragment it puts into the page, which has its agent already) or one whose Accept names
-    types but no HTML (an API client asking for JSON)."""
+    `Sec-Fetch-Dest` says (a prefetch aside, `is_prefetch`), or, from a client without fetch
+    metadata, one a page's script sent (an HTML fragment it puts into the page, which has its
+    agent already) or one whose Accept names types but no HTML (an API client asking for JSON)."""
     destination = fetch_destination(request_headers)
     if destination is not None:
+        if destination == "empty" and is_prefetch(request_headers):
+            return False  # may be a page a later navigation shows: see is_prefetch
         return destination not in NAVIGATION_DESTINATIONS
     if sent_by_script(request_headers):
         return True
     accept = request_headers.get(b"accept")
     return accept is not None and accept.strip() != "" and not accepts_html(accept)
+
+
+def is_prefetch(request_headers: HeaderView) -> bool:
+    """`Sec-Purpose: prefetch`: a browser fetching a resource ahead, for its cache. With
+    `Sec-Fetch-Dest: empty` (`<link rel=prefetch>`, which libraries like instant.page add as the
+    pointer rests on a link) that may be a page a navigation then shows from the cache, without
+    a request: such a page gets the agent, but no trace ids, which would belong to no page load.
+    (A speculation rule's prefetch is `Sec-Fetch-Dest: document`: a navigation, traced as one.)"""
+    purpose = request_headers.get(b"sec-purpose")
+    return purpose is not None and purpose.split(";", 1)[0].strip().lower() == "prefetch"
 
 
 def sent_by_script(request_headers: HeaderView) -> bool:

@@ -19,6 +19,7 @@ GET /own-agent             loads /static/elastic-apm-rum.umd.min.js and calls in
 GET /static/own-script.js  what the pages whose policy forbids inline script run instead
 GET /cached                a page browsers keep: fresh for ten minutes (Cache-Control), then
                            revalidated by its ETag (304); links to /away, which links back
+GET /prefetching           <link rel=prefetch> of /cached, and a link to it
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -136,6 +137,11 @@ def cached() -> Response:
     response = html_response(page("cached", '<p><a id="away" href="/away">away</a></p>\n'))
     response.headers.update(headers)
     return response
+
+
+@app.get("/prefetching")
+def prefetching() -> Response:
+    return html_response(page("prefetching", '<p><a id="next" href="/cached">next</a></p>\n', head='<link rel="prefetch" href="/cached">\n'))
 
 
 @app.get("/away")

@@ -4,6 +4,7 @@ the backend request of the document, and with a cross-origin API call made by th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from tests.browser.support import (
     reverse_proxy,
     rule,
     rum_spans,
+    transactions,
 )
 from tests.harness import Intake, Mitmdump
 
@@ -89,6 +91,12 @@ def test_cross_origin_api_call_continues_the_page_trace(browser_page: BrowserPag
     browser_page.assert_clean()
 
 
+def navigation_entry(page: Any, attribute: str) -> Any:
+    """An attribute of the current document's Navigation Timing entry (deliveryType "cache": the
+    browser took the document from its cache)."""
+    return page.evaluate(f"performance.getEntriesByType('navigation')[0].{attribute}")
+
+
 def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: BrowserPage, proxy: Mitmdump,
                                                                intake: Intake) -> None:
     """The ids in a page belong to the load that fetched it. Shown again from Chromium's cache, the
@@ -96,9 +104,6 @@ def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: Bro
     revalidated, and the proxy has the upstream send it whole with the ids of the reload."""
     url = f"{proxy.url}/cached"
     page = browser_page.page
-
-    def navigation(attribute: str) -> object:
-        return page.evaluate(f"performance.getEntriesByType('navigation')[0].{attribute}")
 
     def loads_after(seen: list[Event]) -> Callable[[list[Event]], Event | None]:
         known = {load["id"] for load in seen}
@@ -112,17 +117,46 @@ def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: Bro
     page.wait_for_url(f"{proxy.url}/away", wait_until="load")
     page.click("#back")
     page.wait_for_url(url, wait_until="load")
-    assert navigation("deliveryType") == "cache", "Chromium fetched the page again: this test needs it from its cache"
+    assert navigation_entry(page, "deliveryType") == "cache", "Chromium fetched the page again: this test needs it from its cache"
     again = browser_page.wait_for_intake(intake, loads_after([first]), what="the page load from the cache")
     assert again["trace_id"] != first["trace_id"]
     assert backend_transaction(intake.events(), again["trace_id"]) is None
 
     page.reload(wait_until="load")
-    assert navigation("deliveryType") == "", "the reload came from Chromium's cache (a 304?)"
+    assert navigation_entry(page, "deliveryType") == "", "the reload came from Chromium's cache (a 304?)"
     reloaded = browser_page.wait_for_intake(intake, loads_after([first, again]), what="the page load of the reload")
     backend = browser_page.wait_for_intake(
         intake, lambda events: backend_transaction(events, reloaded["trace_id"], "GET /cached"), what="the reload's backend transaction"
     )
     assert reloaded["trace_id"] not in (first["trace_id"], again["trace_id"])
     assert_document_linked(intake.events(), reloaded, backend)
+    browser_page.assert_clean()
+
+
+def test_a_page_prefetched_into_the_cache_runs_the_agent(browser_page: BrowserPage, proxy: Mitmdump,
+                                                         intake: Intake) -> None:
+    """`<link rel=prefetch>` fetches the next page for the browser's cache, and the navigation
+    shows that copy without a request: it has the agent, but no trace ids (no page load was
+    waiting for them), so the prefetch went upstream without a traceparent."""
+    url = f"{proxy.url}/cached"
+    page = browser_page.page
+    events = intake.events()
+    known_requests = {t["id"] for t in transactions(events, endpoint="backend") if t.get("name") == "GET /cached"}
+    known_loads = {load["id"] for load in page_loads(events, url)}
+
+    def prefetch(events: list[Event]) -> Event | None:
+        return next((t for t in transactions(events, endpoint="backend") if t.get("name") == "GET /cached" and t["id"] not in known_requests), None)
+
+    browser_page.goto(f"{proxy.url}/prefetching")
+    prefetched = browser_page.wait_for_intake(intake, prefetch, what="the backend transaction of the prefetch")
+    assert not prefetched.get("parent_id"), "the prefetch carried a traceparent"
+    page.click("#next")
+    page.wait_for_url(url, wait_until="load")
+    assert navigation_entry(page, "deliveryType") == "cache", "Chromium fetched the page again: this test needs the prefetched copy"
+    assert browser_page.injected()
+    load = browser_page.wait_for_intake(
+        intake, lambda events: next((l for l in page_loads(events, url) if l["id"] not in known_loads), None), what="the page load"
+    )
+    assert load["trace_id"] != prefetched["trace_id"]
+    assert backend_transaction(intake.events(), load["trace_id"]) is None
     browser_page.assert_clean()

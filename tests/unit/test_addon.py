@@ -117,6 +117,21 @@ def test_navigations_into_frames_are_tracked(rules, destination):
         assert b"/__rum/" in flow.response.content
 
 
+def test_a_prefetched_page_gets_the_agent_but_no_trace(rules):
+    """<link rel=prefetch>: a later navigation may show this copy from the cache, without a request."""
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules))
+        flow = page_flow()
+        flow.request.headers["sec-fetch-dest"] = "empty"
+        flow.request.headers["sec-purpose"] = "prefetch"
+        run(rum, flow)
+        assert b"/__rum/" in flow.response.content and b"pageLoadTraceId" not in flow.response.content
+        assert "traceparent" not in flow.request.headers
+        assert "server-timing" not in flow.response.headers
+        assert flow.metadata["rumproxy"]["action"].startswith("injected")
+
+
 CHROMIUM_ACCEPT_ENCODING = "gzip, deflate, br, zstd"
 
 

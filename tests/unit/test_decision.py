@@ -62,6 +62,23 @@ def test_a_client_without_fetch_metadata_is_judged_by_what_its_scripts_mark(fiel
     assert decision.is_navigation("GET", headers) is not never_a_page
 
 
+@pytest.mark.parametrize(
+    ("destination", "purpose", "never_a_page", "navigation"),
+    [
+        ("empty", "prefetch", False, False),  # <link rel=prefetch>: maybe a page, shown from the cache later
+        ("empty", " Prefetch ;anonymous-client-ip", False, False),
+        ("empty", "prefetchx", True, False),
+        ("script", "prefetch", True, False),  # <link rel=prefetch as=script>
+        ("document", "prefetch", False, True),  # a speculation rule: a navigation
+        ("document", "prefetch;prerender", False, True),
+    ],
+)
+def test_a_prefetch_may_be_a_page_but_is_no_navigation(destination, purpose, never_a_page, navigation):
+    headers = view(sec_fetch_dest=destination, sec_purpose=purpose, accept="text/html,*/*;q=0.8")
+    assert decision.is_never_a_page(headers) is never_a_page
+    assert decision.is_navigation("GET", headers) is navigation
+
+
 def test_fetch_metadata_decides_before_a_scripts_mark():
     headers = view(sec_fetch_dest="document", x_requested_with="XMLHttpRequest", hx_request="true")
     assert not decision.is_never_a_page(headers)
@@ -73,8 +90,9 @@ def test_fetch_metadata_decides_before_a_scripts_mark():
     accept=st.one_of(st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyzHTML/*+;=.,0123456789 ", max_size=40)),
     requested_with=st.one_of(st.none(), st.sampled_from(["XMLHttpRequest", "com.example.app", ""])),
     hx_request=st.one_of(st.none(), st.just("true")),
+    purpose=st.one_of(st.none(), st.sampled_from(["prefetch", "prefetch;prerender", "x"])),
     method=st.sampled_from(["GET", "POST", "HEAD"]),
 )
-def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, method):
-    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request)
+def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, purpose, method):
+    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request, sec_purpose=purpose)
     assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
