@@ -26,15 +26,17 @@ CONDITIONALS: dict[bytes, Edit] = {b"if-none-match": None, b"if-modified-since":
 
 
 def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) -> Upstream:
-    """Only page navigations change: other requests neither start a trace nor get rewritten."""
-    if not decision.is_navigation(method, headers):
+    """Only page navigations change: other requests neither start a trace nor get rewritten; a
+    page's prefetch (decision.is_prefetch) is rewritten, but starts no trace."""
+    navigation = decision.is_navigation(method, headers)
+    if not navigation and not decision.is_prefetch(headers):
         return UNCHANGED
     edits: dict[bytes, Edit] = {}
     if rule.inject and prefer_gzip and b"accept-encoding" in headers:
         accept_encoding = acceptencoding.preferring_gzip(headers.text(b"accept-encoding"))
         if accept_encoding is not None:
             edits[b"accept-encoding"] = accept_encoding
-    if not rule.trace.propagate:
+    if not navigation or not rule.trace.propagate:
         return Upstream(edits)
     begun = tracing.begin(headers, rule.trace)
     if rule.inject and (b"if-none-match" in headers or b"if-modified-since" in headers):

@@ -73,8 +73,8 @@ def declare_options(loader, default_rules: Path) -> None:
         "rum_prefer_gzip",
         bool,
         True,
-        "Ask the upstream for a page without br or zstd when the client accepts gzip (page navigations "
-        "that a rule instruments). br and zstd pages are decoded and compressed again for every "
+        "Ask the upstream for a page without br or zstd when the client accepts gzip (page navigations and "
+        "prefetches that a rule instruments). br and zstd pages are decoded and compressed again for every "
         "response, at 5 to 13 times the CPU of a gzip page (scripts/bench, 2.5 and 20 MB), and come out "
         "larger than the upstream's gzip at the fastest levels the proxy must use. Off: the upstream gets "
         "the client's Accept-Encoding.",

@@ -125,9 +125,11 @@ def test_a_prefetched_page_gets_the_agent_but_no_trace(rules):
         flow = page_flow()
         flow.request.headers["sec-fetch-dest"] = "empty"
         flow.request.headers["sec-purpose"] = "prefetch"
+        flow.request.headers["accept-encoding"] = CHROMIUM_ACCEPT_ENCODING
         run(rum, flow)
         assert b"/__rum/" in flow.response.content and b"pageLoadTraceId" not in flow.response.content
         assert "traceparent" not in flow.request.headers
+        assert flow.request.headers["accept-encoding"] == "gzip, deflate"  # rewritten like a page
         assert "server-timing" not in flow.response.headers
         assert flow.metadata["rumproxy"]["action"].startswith("injected")
 
