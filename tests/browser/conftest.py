@@ -57,7 +57,9 @@ def browser(playwright: Any, browser_args: list[str], browser_executable: str) -
     if "--enable-quic" in browser_args:  # the HTTP/3 module's: Chromium's --disable-quic would win
         base_args = [arg for arg in CHROMIUM_ARGS if arg != "--disable-quic"]
     browser = playwright.chromium.launch(
-        executable_path=browser_executable, args=[*base_args, *browser_args], headless=True
+        executable_path=browser_executable, args=[*base_args, *browser_args], headless=True,
+        # Playwright turns Chromium's back/forward cache off; a user's Chromium has it.
+        ignore_default_args=["--disable-back-forward-cache"],
     )
     yield browser
     browser.close()

@@ -160,3 +160,20 @@ def test_a_page_prefetched_into_the_cache_runs_the_agent(browser_page: BrowserPa
     assert load["trace_id"] != prefetched["trace_id"]
     assert backend_transaction(intake.events(), load["trace_id"]) is None
     browser_page.assert_clean()
+
+
+def test_an_instrumented_page_stays_eligible_for_the_back_forward_cache(browser_page: BrowserPage, proxy: Mitmdump) -> None:
+    """Neither the snippet nor the agent keeps Chromium from keeping the page in its back/forward
+    cache (an `unload` handler would): going back restores the page as it was, without a new load."""
+    page = browser_page.page
+    browser_page.goto(f"{proxy.url}/away")
+    assert browser_page.injected()
+    page.evaluate("window.addEventListener('pageshow', function (e) { window.restored = e.persisted; })")
+    page.evaluate("window.marker = 'still here'")
+    page.click("#back")
+    page.wait_for_url(f"{proxy.url}/cached", wait_until="load")
+    page.go_back(wait_until="commit")  # a page restored from the cache fires no new load
+    page.wait_for_function("document.readyState === 'complete'")
+    assert page.evaluate("window.marker") == "still here", "the page was loaded again, not restored"
+    assert page.evaluate("window.restored") is True
+    browser_page.assert_clean()
