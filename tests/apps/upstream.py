@@ -312,7 +312,7 @@ def page() -> Response:
         response.headers.add(key.strip(), value.strip())
     if "etag" in args:
         etag = f'"{args["etag"]}"'
-        if etag in (tag.strip().removeprefix("W/") for tag in request.headers.get("If-None-Match", "").split(",")):
+        if request.if_none_match.contains_weak(args["etag"]):
             return Response(status=304, headers={"ETag": etag})
         response.headers["ETag"] = etag
     return response

@@ -91,6 +91,12 @@ def test_cross_origin_api_call_continues_the_page_trace(browser_page: BrowserPag
     browser_page.assert_clean()
 
 
+def new_page_load(url: str, seen: list[Event]) -> Callable[[list[Event]], Event | None]:
+    """For wait_for_intake: a page load of `url` that is none of `seen`."""
+    known = {load["id"] for load in seen}
+    return lambda events: next((load for load in page_loads(events, url) if load["id"] not in known), None)
+
+
 def navigation_entry(page: Any, attribute: str) -> Any:
     """An attribute of the current document's Navigation Timing entry (deliveryType "cache": the
     browser took the document from its cache)."""
@@ -104,11 +110,6 @@ def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: Bro
     revalidated, and the proxy has the upstream send it whole with the ids of the reload."""
     url = f"{proxy.url}/cached"
     page = browser_page.page
-
-    def loads_after(seen: list[Event]) -> Callable[[list[Event]], Event | None]:
-        known = {load["id"] for load in seen}
-        return lambda events: next((load for load in page_loads(events, url) if load["id"] not in known), None)
-
     browser_page.goto(url)
     first, _ = browser_page.wait_for_intake(
         intake, lambda events: linked_backend(events, url, "GET /cached"), what="the page load and its backend transaction"
@@ -118,13 +119,13 @@ def test_a_page_from_the_browser_cache_gets_a_trace_of_its_own(browser_page: Bro
     page.click("#back")
     page.wait_for_url(url, wait_until="load")
     assert navigation_entry(page, "deliveryType") == "cache", "Chromium fetched the page again: this test needs it from its cache"
-    again = browser_page.wait_for_intake(intake, loads_after([first]), what="the page load from the cache")
+    again = browser_page.wait_for_intake(intake, new_page_load(url, [first]), what="the page load from the cache")
     assert again["trace_id"] != first["trace_id"]
     assert backend_transaction(intake.events(), again["trace_id"]) is None
 
     page.reload(wait_until="load")
     assert navigation_entry(page, "deliveryType") == "", "the reload came from Chromium's cache (a 304?)"
-    reloaded = browser_page.wait_for_intake(intake, loads_after([first, again]), what="the page load of the reload")
+    reloaded = browser_page.wait_for_intake(intake, new_page_load(url, [first, again]), what="the page load of the reload")
     backend = browser_page.wait_for_intake(
         intake, lambda events: backend_transaction(events, reloaded["trace_id"], "GET /cached"), what="the reload's backend transaction"
     )
@@ -142,7 +143,7 @@ def test_a_page_prefetched_into_the_cache_runs_the_agent(browser_page: BrowserPa
     page = browser_page.page
     events = intake.events()
     known_requests = {t["id"] for t in transactions(events, endpoint="backend") if t.get("name") == "GET /cached"}
-    known_loads = {load["id"] for load in page_loads(events, url)}
+    earlier_loads = page_loads(events, url)
 
     def prefetch(events: list[Event]) -> Event | None:
         return next((t for t in transactions(events, endpoint="backend") if t.get("name") == "GET /cached" and t["id"] not in known_requests), None)
@@ -154,9 +155,7 @@ def test_a_page_prefetched_into_the_cache_runs_the_agent(browser_page: BrowserPa
     page.wait_for_url(url, wait_until="load")
     assert navigation_entry(page, "deliveryType") == "cache", "Chromium fetched the page again: this test needs the prefetched copy"
     assert browser_page.injected()
-    load = browser_page.wait_for_intake(
-        intake, lambda events: next((l for l in page_loads(events, url) if l["id"] not in known_loads), None), what="the page load"
-    )
+    load = browser_page.wait_for_intake(intake, new_page_load(url, earlier_loads), what="the page load")
     assert load["trace_id"] != prefetched["trace_id"]
     assert backend_transaction(intake.events(), load["trace_id"]) is None
     browser_page.assert_clean()
