@@ -23,11 +23,12 @@ def fetch_destination(request_headers: HeaderView) -> str | None:
 
 def is_navigation(method: str, request_headers: HeaderView) -> bool:
     """A browser loading a page: `Sec-Fetch-Dest: document`, or, from clients that do not send
-    fetch metadata, a GET that accepts HTML and that no page's script sent."""
+    fetch metadata, a GET that accepts HTML, that no page's script sent and that opens no
+    WebSocket."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         return destination in NAVIGATION_DESTINATIONS
-    if method != "GET" or sent_by_script(request_headers):
+    if method != "GET" or sent_by_script(request_headers) or opens_websocket(request_headers):
         return False
     accept = request_headers.get(b"accept")
     return not accept or accepts_html(accept)
@@ -38,13 +39,14 @@ def is_never_a_page(request_headers: HeaderView) -> bool:
     changed: a browser's request for something else (a script, an image, a fetch), as its
     `Sec-Fetch-Dest` says (a prefetch aside, `is_prefetch`), or, from a client without fetch
     metadata, one a page's script sent (an HTML fragment it puts into the page, which has its
-    agent already) or one whose Accept names types but no HTML (an API client asking for JSON)."""
+    agent already), a WebSocket handshake, or one whose Accept names types but no HTML (an API
+    client asking for JSON)."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         if destination == "empty" and is_prefetch(request_headers):
             return False  # may be a page a later navigation shows: see is_prefetch
         return destination not in NAVIGATION_DESTINATIONS
-    if sent_by_script(request_headers):
+    if sent_by_script(request_headers) or opens_websocket(request_headers):
         return True
     accept = request_headers.get(b"accept")
     return accept is not None and accept.strip() != "" and not accepts_html(accept)
@@ -69,6 +71,14 @@ def sent_by_script(request_headers: HeaderView) -> bool:
     if requested_with is not None and requested_with.strip().lower() == "xmlhttprequest":
         return True
     return b"hx-request" in request_headers
+
+
+def opens_websocket(request_headers: HeaderView) -> bool:
+    """A WebSocket handshake (`Upgrade: websocket`). Asked only of requests without fetch metadata:
+    Chromium sends neither that (`Sec-Fetch-Dest: websocket`) nor an Accept with its handshake,
+    to any origin, so a page's socket would pass for a client that accepts anything."""
+    upgrade = request_headers.get(b"upgrade")
+    return upgrade is not None and "websocket" in upgrade.lower()
 
 
 def accepts_html(accept: str) -> bool:

@@ -79,6 +79,21 @@ def test_a_prefetch_may_be_a_page_but_is_no_navigation(destination, purpose, nev
     assert decision.is_navigation("GET", headers) is navigation
 
 
+@pytest.mark.parametrize(
+    ("fields", "never_a_page"),
+    [
+        ({"upgrade": "websocket", "connection": "Upgrade"}, True),  # Chromium's: no Accept, no fetch metadata
+        ({"upgrade": "WebSocket", "accept": "*/*"}, True),
+        ({"upgrade": "h2c", "accept": "text/html"}, False),
+        ({"upgrade_insecure_requests": "1", "accept": "text/html"}, False),  # a navigation's, another header
+    ],
+)
+def test_a_websocket_handshake_is_never_a_page(fields, never_a_page):
+    headers = view(**fields)
+    assert decision.is_never_a_page(headers) is never_a_page
+    assert decision.is_navigation("GET", headers) is not never_a_page
+
+
 def test_fetch_metadata_decides_before_a_scripts_mark():
     headers = view(sec_fetch_dest="document", x_requested_with="XMLHttpRequest", hx_request="true")
     assert not decision.is_never_a_page(headers)
@@ -91,8 +106,9 @@ def test_fetch_metadata_decides_before_a_scripts_mark():
     requested_with=st.one_of(st.none(), st.sampled_from(["XMLHttpRequest", "com.example.app", ""])),
     hx_request=st.one_of(st.none(), st.just("true")),
     purpose=st.one_of(st.none(), st.sampled_from(["prefetch", "prefetch;prerender", "x"])),
+    upgrade=st.one_of(st.none(), st.sampled_from(["websocket", "h2c"])),
     method=st.sampled_from(["GET", "POST", "HEAD"]),
 )
-def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, purpose, method):
-    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request, sec_purpose=purpose)
+def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, purpose, upgrade, method):
+    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request, sec_purpose=purpose, upgrade=upgrade)
     assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
