@@ -23,12 +23,12 @@ def fetch_destination(request_headers: HeaderView) -> str | None:
 
 def is_navigation(method: str, request_headers: HeaderView) -> bool:
     """A browser loading a page: `Sec-Fetch-Dest: document`, or, from clients that do not send
-    fetch metadata, a GET that accepts HTML, that no page's script sent and that opens no
-    WebSocket."""
+    fetch metadata, a GET that accepts HTML, is no prefetch, and that no page made for itself
+    (`made_by_a_page`)."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         return destination in NAVIGATION_DESTINATIONS
-    if method != "GET" or sent_by_script(request_headers) or opens_websocket(request_headers):
+    if method != "GET" or is_prefetch(request_headers) or made_by_a_page(request_headers):
         return False
     accept = request_headers.get(b"accept")
     return not accept or accepts_html(accept)
@@ -37,19 +37,35 @@ def is_navigation(method: str, request_headers: HeaderView) -> bool:
 def is_never_a_page(request_headers: HeaderView) -> bool:
     """A request whose response is never a page to instrument, so neither it nor its response is
     changed: a browser's request for something else (a script, an image, a fetch), as its
-    `Sec-Fetch-Dest` says (a prefetch aside, `is_prefetch`), or, from a client without fetch
-    metadata, one a page's script sent (an HTML fragment it puts into the page, which has its
-    agent already), a WebSocket handshake, or one whose Accept names types but no HTML (an API
-    client asking for JSON)."""
+    `Sec-Fetch-Dest` says, or, from a client without fetch metadata, one a page made for itself
+    (`made_by_a_page`) or one whose Accept names types but no HTML (an API client asking for
+    JSON). A prefetch may be a page (`is_prefetch`)."""
     destination = fetch_destination(request_headers)
     if destination is not None:
         if destination == "empty" and is_prefetch(request_headers):
             return False  # may be a page a later navigation shows: see is_prefetch
         return destination not in NAVIGATION_DESTINATIONS
-    if sent_by_script(request_headers) or opens_websocket(request_headers):
+    if is_prefetch(request_headers):
+        return False
+    if made_by_a_page(request_headers):
         return True
     accept = request_headers.get(b"accept")
     return accept is not None and accept.strip() != "" and not accepts_html(accept)
+
+
+def made_by_a_page(request_headers: HeaderView) -> bool:
+    """Whether a request without fetch metadata is one a page made for itself, not a navigation:
+    one a script library marked (`sent_by_script`), a WebSocket handshake (`opens_websocket`), or
+    one with a `Referer` but without `Upgrade-Insecure-Requests`. Chromium sends no fetch metadata
+    to a plain-HTTP origin other than localhost, but every navigation there (a link, a form, a
+    frame, a script's `location`) says `Upgrade-Insecure-Requests: 1`, and a page's scripts,
+    styles, images and fetches do not, with the page as their `Referer` (curl, health checks and
+    the like send neither, and stay judged by their Accept)."""
+    return (
+        sent_by_script(request_headers)
+        or opens_websocket(request_headers)
+        or (b"referer" in request_headers and b"upgrade-insecure-requests" not in request_headers)
+    )
 
 
 def is_prefetch(request_headers: HeaderView) -> bool:
@@ -57,7 +73,8 @@ def is_prefetch(request_headers: HeaderView) -> bool:
     `Sec-Fetch-Dest: empty` (`<link rel=prefetch>`, which libraries like instant.page add as the
     pointer rests on a link) that may be a page a navigation then shows from the cache, without
     a request: such a page gets the agent, but no trace ids, which would belong to no page load.
-    (A speculation rule's prefetch is `Sec-Fetch-Dest: document`: a navigation, traced as one.)"""
+    (A speculation rule's prefetch is `Sec-Fetch-Dest: document`: a navigation, traced as one. To
+    a plain-HTTP origin, which gets no fetch metadata, any prefetch is taken for such a page.)"""
     purpose = request_headers.get(b"sec-purpose")
     return purpose is not None and purpose.split(";", 1)[0].strip().lower() == "prefetch"
 
@@ -66,7 +83,8 @@ def sent_by_script(request_headers: HeaderView) -> bool:
     """Whether a script library marked the request as its own: `X-Requested-With: XMLHttpRequest`
     (jQuery, Rails UJS, Prototype and others; Android's WebView puts its app's name in that header
     on every request, so only this value counts) or htmx's `HX-Request`. Asked only of requests
-    without fetch metadata: a newer browser says `Sec-Fetch-Dest: empty` for these, which decides."""
+    without fetch metadata: a browser that sends it says `Sec-Fetch-Dest: empty` for these, which
+    decides."""
     requested_with = request_headers.get(b"x-requested-with")
     if requested_with is not None and requested_with.strip().lower() == "xmlhttprequest":
         return True

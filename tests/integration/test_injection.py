@@ -200,6 +200,37 @@ def test_a_scripts_request_without_fetch_metadata_is_passed_on_without_a_look(ht
     assert_passed_on_without_a_look(http, upstream, proxy, headers, f"s{len(headers['Accept'])}")
 
 
+@pytest.mark.parametrize(
+    "accept",
+    ["*/*", "text/css,*/*;q=0.1", "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"],
+    ids=["script-or-fetch", "stylesheet", "image"],
+)
+def test_a_pages_own_request_to_a_plain_http_origin_is_passed_on_without_a_look(http, upstream, proxy, accept):
+    """Chromium sends no fetch metadata to a plain-HTTP origin other than localhost: a page's
+    scripts, styles, images and fetches come with the page as Referer and without the
+    Upgrade-Insecure-Requests of a navigation. Untracked, even for an HTML response."""
+    headers = {"Accept": accept, "Referer": f"{proxy.url}/page?body=basic"}
+    assert_passed_on_without_a_look(http, upstream, proxy, headers, f"r{len(accept)}")
+
+
+def test_a_navigation_to_a_plain_http_origin_is_traced_and_instrumented(http, upstream, proxy):
+    """The same origin's navigations (a link, a form, a frame) say Upgrade-Insecure-Requests: 1."""
+    headers = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Referer": f"{proxy.url}/", "Upgrade-Insecure-Requests": "1"}
+    proxied = http.get(f"{proxy.url}/page?body=basic&n=uir", headers=headers, timeout=30)
+    assert b"elasticApm" in proxied.content and b"pageLoadTraceId" in proxied.content
+    received = dict((name.lower(), value) for name, value in upstream.last_request_headers())
+    assert received["traceparent"].split("-")[1] in proxied.text
+
+
+def test_a_prefetch_to_a_plain_http_origin_is_instrumented_without_a_trace(http, upstream, proxy):
+    """`<link rel=prefetch>` without fetch metadata: maybe a page the next navigation shows from the
+    cache, so it gets the agent, but no ids and no traceparent upstream."""
+    headers = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Referer": f"{proxy.url}/", "Sec-Purpose": "prefetch"}
+    proxied = http.get(f"{proxy.url}/page?body=basic&n=prefetch", headers=headers, timeout=30)
+    assert b"elasticApm" in proxied.content and b"pageLoadTraceId" not in proxied.content
+    assert "traceparent" not in {name.lower() for name, _ in upstream.last_request_headers()}
+
+
 def test_androids_webview_marks_every_request_so_its_pages_are_still_instrumented(http, proxy):
     """Android's WebView sends `X-Requested-With: <app id>` with navigations too (and fetch metadata
     in its newer versions; this one has none)."""

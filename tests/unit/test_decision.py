@@ -94,6 +94,36 @@ def test_a_websocket_handshake_is_never_a_page(fields, never_a_page):
     assert decision.is_navigation("GET", headers) is not never_a_page
 
 
+# Chromium to a plain-HTTP origin other than localhost sends no fetch metadata (measured through
+# mitmproxy): these are its requests' distinguishing headers there.
+NAVIGATION_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
+PLAIN_HTTP_REQUESTS = {
+    "typed into the address bar": ({"upgrade_insecure_requests": "1", "accept": NAVIGATION_ACCEPT}, False, True),
+    "a link, a frame": ({"upgrade_insecure_requests": "1", "accept": NAVIGATION_ACCEPT, "referer": "http://shop.test/"}, False, True),
+    "a stylesheet": ({"accept": "text/css,*/*;q=0.1", "referer": "http://shop.test/"}, True, False),
+    "a script": ({"accept": "*/*", "referer": "http://shop.test/"}, True, False),
+    "an image, the favicon": ({"accept": "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8", "referer": "http://shop.test/"}, True, False),
+    "fetch(), XMLHttpRequest": ({"accept": "*/*", "referer": "http://shop.test/"}, True, False),
+    "a fetch for HTML (Turbo)": ({"accept": "text/vnd.turbo-stream.html, text/html, application/xhtml+xml", "referer": "http://shop.test/"}, True, False),
+    "<link rel=prefetch>": ({"sec_purpose": "prefetch", "accept": NAVIGATION_ACCEPT, "referer": "http://shop.test/"}, False, False),
+    "a script on a page with Referrer-Policy: no-referrer": ({"accept": "*/*"}, False, True),  # as curl
+}
+
+
+@pytest.mark.parametrize("case", list(PLAIN_HTTP_REQUESTS))
+def test_a_browser_without_fetch_metadata_is_judged_by_referer_and_upgrade_insecure_requests(case):
+    fields, never_a_page, navigation = PLAIN_HTTP_REQUESTS[case]
+    headers = view(**fields)
+    assert decision.is_never_a_page(headers) is never_a_page
+    assert decision.is_navigation("GET", headers) is navigation
+
+
+def test_a_form_post_without_fetch_metadata_is_a_page_but_no_navigation():
+    headers = view(upgrade_insecure_requests="1", accept=NAVIGATION_ACCEPT, referer="http://shop.test/")
+    assert not decision.is_never_a_page(headers)
+    assert not decision.is_navigation("POST", headers)
+
+
 def test_fetch_metadata_decides_before_a_scripts_mark():
     headers = view(sec_fetch_dest="document", x_requested_with="XMLHttpRequest", hx_request="true")
     assert not decision.is_never_a_page(headers)
@@ -107,8 +137,15 @@ def test_fetch_metadata_decides_before_a_scripts_mark():
     hx_request=st.one_of(st.none(), st.just("true")),
     purpose=st.one_of(st.none(), st.sampled_from(["prefetch", "prefetch;prerender", "x"])),
     upgrade=st.one_of(st.none(), st.sampled_from(["websocket", "h2c"])),
+    referer=st.one_of(st.none(), st.just("http://shop.test/")),
+    upgrade_insecure_requests=st.one_of(st.none(), st.just("1")),
     method=st.sampled_from(["GET", "POST", "HEAD"]),
 )
-def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(destination, accept, requested_with, hx_request, purpose, upgrade, method):
-    headers = view(sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request, sec_purpose=purpose, upgrade=upgrade)
+def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(
+    destination, accept, requested_with, hx_request, purpose, upgrade, referer, upgrade_insecure_requests, method
+):
+    headers = view(
+        sec_fetch_dest=destination, accept=accept, x_requested_with=requested_with, hx_request=hx_request,
+        sec_purpose=purpose, upgrade=upgrade, referer=referer, upgrade_insecure_requests=upgrade_insecure_requests,
+    )
     assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
