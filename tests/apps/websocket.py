@@ -1,6 +1,8 @@
 """A WebSocket upstream: at any path a socket's first message is the handshake's headers as the
-server got them (JSON: [[name, value], …]); after that it echoes every text message. A plain HTTP
-request gets 426 Upgrade Required, with its headers as the body, in the same JSON.
+server got them (JSON: [[name, value], …]); after that it echoes every text message. GET /page is
+an HTML page that opens such a socket, puts its first message into `document.body.dataset.handshake`,
+sends "hello" and puts the echo into `dataset.echo`. Any other plain HTTP request gets 426 Upgrade
+Required, with its headers as the body, in the same JSON.
 
     python -m tests.apps.websocket --port 0
 
@@ -20,6 +22,29 @@ from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
 
+PAGE = b"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>socket</title>
+</head>
+<body>
+<script>
+var socket = new WebSocket(location.origin.replace(/^http/, "ws") + "/live");
+socket.onmessage = function (event) {
+  if (document.body.dataset.handshake === undefined) {
+    document.body.dataset.handshake = event.data;
+    socket.send("hello");
+  } else {
+    document.body.dataset.echo = event.data;
+  }
+};
+</script>
+</body>
+</html>
+"""
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await receive()  # lifespan.startup
@@ -28,6 +53,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     headers = json.dumps([[name.decode("latin-1"), value.decode("latin-1")] for name, value in scope["headers"]])
+    if scope["type"] == "http" and scope["path"] == "/page":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": PAGE})
+        return
     if scope["type"] != "websocket":
         response_headers = [(b"upgrade", b"websocket"), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 426, "headers": response_headers})
