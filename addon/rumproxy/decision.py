@@ -121,6 +121,8 @@ def response_skip_reason(method: str, status: int, response: HeaderView, rule: R
         return "HEAD request"
     if status < 200 or status in NO_BODY_STATUSES:
         return f"status {status}"
+    if 300 <= status < 400 and b"location" in response:
+        return f"redirect (status {status})"  # the browser follows it without showing the body
     kind = media_type(response)
     if kind not in HTML_TYPES and not (rule.xhtml and kind in XHTML_TYPES):
         if kind in XHTML_TYPES:

@@ -142,6 +142,27 @@ def test_skipped_responses_are_left_exactly_as_received(http, upstream, proxy, m
     proxy.wait_for_log(re.escape("not injected: ") + ".*" + re.escape(reason), since=mark, timeout=10)
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_left_exactly_as_received(http, upstream, proxy, status):
+    """A browser follows a redirect without showing its HTML body (Flask's "Redirecting..."):
+    no snippet, the same bytes and headers; the page it leads to is instrumented."""
+    mark = proxy.mark()
+    query = f"body=basic&status={status}&h=Location: /page?body=basic%26r={status}"
+    responses = [
+        http.get(f"{base}/page?{query}", headers=NAVIGATION, allow_redirects=False, timeout=30)
+        for base in (upstream.url, proxy.url)
+    ]
+    direct, proxied = responses
+    assert proxied.status_code == direct.status_code == status
+    assert proxied.content == direct.content == BODIES["basic"]
+    for name in ("content-length", "content-type", "location", "etag"):
+        assert proxied.headers.get(name) == direct.headers.get(name), name
+    assert "x-rum-injected" not in proxied.headers
+    proxy.wait_for_log(re.escape(f"not injected: redirect (status {status})"), since=mark, timeout=10)
+    followed = http.get(f"{proxy.url}/page?{query}", headers=NAVIGATION, timeout=30)
+    assert followed.status_code == 200 and b"elasticApm" in followed.content
+
+
 @pytest.mark.parametrize("destination", ["empty", "script"])
 def test_a_browsers_subresource_request_is_passed_on_without_a_look(http, upstream, proxy, destination):
     """Sec-Fetch-Dest other than document, iframe or frame: not tracked, nothing changed and no log

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from mitmproxy import http
 
 from rumproxy import decision
+from rumproxy.rules import parse_rules
 from rumproxy.headerview import HeaderView
 
 
@@ -149,3 +150,22 @@ def test_a_navigation_is_never_taken_for_a_request_that_is_never_a_page(
         sec_purpose=purpose, upgrade=upgrade, referer=referer, upgrade_insecure_requests=upgrade_insecure_requests,
     )
     assert not (decision.is_navigation(method, headers) and decision.is_never_a_page(headers))
+
+
+RULE = parse_rules("version: 1\nrules:\n  - hosts: [shop.test]\n    agent: {script: 'https://cdn.test/rum.js', config: {serviceName: shop}}\n").rules[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "location", "reason"),
+    [
+        (302, "/next", "redirect (status 302)"),
+        (301, "https://shop.test/", "redirect (status 301)"),
+        (308, "/next", "redirect (status 308)"),
+        (302, None, None),  # no Location: the browser shows the body
+        (300, None, None),  # Multiple Choices: its page lists them
+        (404, None, None),
+    ],
+)
+def test_a_redirect_is_no_page(status, location, reason):
+    headers = view(content_type="text/html; charset=utf-8", location=location)
+    assert decision.response_skip_reason("GET", status, headers, RULE) == reason
