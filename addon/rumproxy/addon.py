@@ -16,6 +16,7 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http
 
 from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, vectorstate, wholebody
+from rumproxy.redirects import Client, FollowedTrace, RedirectTraces
 from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
@@ -43,6 +44,11 @@ class FlowState:
     response_headers: HeaderView | None = None
 
 
+def redirect_client(flow: http.HTTPFlow, user_agent: str | None, referer: str | None) -> Client:
+    peer = flow.client_conn.peername
+    return (peer[0] if peer else "", user_agent, referer)
+
+
 class RumInject:
     def __init__(self, default_rules: Path) -> None:
         self.default_rules = default_rules
@@ -52,6 +58,7 @@ class RumInject:
         self.settings: Settings | None = None  # set by configure(), with the rules the hooks wait for
         self.watcher = RulesWatcher(self._reload)
         self.stream_notices = OwnStreamNotices()
+        self.redirects = RedirectTraces()
 
     def load(self, loader) -> None:
         declare_options(loader, self.default_rules)
@@ -117,7 +124,11 @@ class RumInject:
             # responses cost nothing (a debug line per response went through every mitmproxy addon
             # as add_log).
             return
-        upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip)
+        # Most navigations follow no redirect: a lookup only while some redirect waits.
+        follows = None
+        if self.redirects.waiting:
+            follows = self.redirects.take(redirect_client(flow, headers.get(b"user-agent"), headers.get(b"referer")), request.path)
+        upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip, follows=follows)
         if upstream.edits:
             request_headers.fields = headers.edited(upstream.edits)
         self.flows[flow] = FlowState(rule, upstream.trace, upstream.tracestate)
@@ -155,6 +166,8 @@ class RumInject:
                 skip = "Content-Security-Policy would block the snippet and csp.adjust is false"
         if skip is not None:
             self.flows.pop(flow, None)
+            if state.trace is not None and decision.is_redirect(response.status_code, headers):
+                self._remember_redirect(flow, state, headers[b"location"])
             return self._skipped(flow, state, skip)
         assert state.plan is not None
         if not self._should_stream(flow, state.plan, headers):
@@ -173,6 +186,11 @@ class RumInject:
         response.headers.fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, state.plan.csp, framing)
         response.stream = CoalescingStream(stream)
         self.stream_notices.expect(flow.request.host)
+
+    def _remember_redirect(self, flow: http.HTTPFlow, state: FlowState, location: str) -> None:
+        request = flow.request
+        client = redirect_client(flow, request.headers.get("user-agent"), request.headers.get("referer"))
+        self.redirects.remember(client, request.path, location, FollowedTrace(state.trace, state.tracestate))
 
     def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:
         """A rule with inject: false still tells the client which trace its page is in."""

@@ -121,7 +121,7 @@ def response_skip_reason(method: str, status: int, response: HeaderView, rule: R
         return "HEAD request"
     if status < 200 or status in NO_BODY_STATUSES:
         return f"status {status}"
-    if 300 <= status < 400 and b"location" in response:
+    if is_redirect(status, response):
         return f"redirect (status {status})"  # the browser follows it without showing the body
     kind = media_type(response)
     if kind not in HTML_TYPES and not (rule.xhtml and kind in XHTML_TYPES):
@@ -139,6 +139,11 @@ def response_skip_reason(method: str, status: int, response: HeaderView, rule: R
     if b"content-range" in response:
         return "partial content (Content-Range)"
     return None
+
+
+def is_redirect(status: int, response: HeaderView) -> bool:
+    """A 3xx with a Location, which a browser follows without showing its body."""
+    return 300 <= status < 400 and b"location" in response
 
 
 # HTTP versions whose body mitmproxy holds to its Content-Length: h11 and h2 end the stream with an

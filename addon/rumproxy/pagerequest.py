@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from rumproxy import acceptencoding, decision, tracing
 from rumproxy.headerview import Edit, HeaderView
+from rumproxy.redirects import FollowedTrace
 from rumproxy.rules import Rule
 from rumproxy.snippet import PageTrace
 
@@ -25,9 +26,12 @@ UNCHANGED = Upstream({})
 CONDITIONALS: dict[bytes, Edit] = {b"if-none-match": None, b"if-modified-since": None}
 
 
-def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) -> Upstream:
+def prepare(
+    method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool, follows: FollowedTrace | None = None
+) -> Upstream:
     """Only page navigations change: other requests neither start a trace nor get rewritten; a
-    page's prefetch (decision.is_prefetch) is rewritten, but starts no trace."""
+    page's prefetch (decision.is_prefetch) is rewritten, but starts no trace. A navigation that
+    `follows` a traced redirect continues its trace (redirects)."""
     navigation = decision.is_navigation(method, headers)
     if not navigation and not decision.is_prefetch(headers):
         return UNCHANGED
@@ -38,7 +42,7 @@ def prepare(method: str, headers: HeaderView, rule: Rule, *, prefer_gzip: bool) 
             edits[b"accept-encoding"] = accept_encoding
     if not navigation or not rule.trace.propagate:
         return Upstream(edits)
-    begun = tracing.begin(headers, rule.trace)
+    begun = tracing.begin(headers, rule.trace, follows)
     if rule.inject and (b"if-none-match" in headers or b"if-modified-since" in headers):
         edits.update(CONDITIONALS)
     return Upstream({**edits, **begun.upstream_edits}, begun.trace, begun.tracestate)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from rumproxy import tracecontext
 from rumproxy.headerview import Edit, HeaderView
+from rumproxy.redirects import FollowedTrace
 from rumproxy.rules import TraceSpec
 from rumproxy.snippet import PageTrace
 
@@ -21,10 +22,12 @@ class Begun(NamedTuple):
     upstream_edits: dict[bytes, Edit]  # for the request's headers
 
 
-def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
-    """Continue a valid incoming trace untouched, or start one and send it upstream."""
+def begin(request_headers: HeaderView, spec: TraceSpec, follows: FollowedTrace | None = None) -> Begun:
+    """Continue a valid incoming trace untouched, or the trace of the redirect this navigation
+    `follows` (the same ids upstream), or start one and send it upstream."""
     members: list[tuple[str, str]] = []
-    if b"traceparent" in request_headers:
+    has_traceparent = b"traceparent" in request_headers
+    if has_traceparent:
         incoming = tracecontext.parse_traceparent(request_headers.get_all(b"traceparent"))
         if incoming is not None:
             trace = PageTrace(
@@ -35,9 +38,10 @@ def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
                 continued=True,
             )
             return Begun(trace, request_headers.get(b"tracestate"), {})
-        # An invalid traceparent invalidates its tracestate.
-    elif b"tracestate" in request_headers:
-        # Without a traceparent, other vendors' members stay.
+    if follows is not None:
+        return _resumed(request_headers, follows)
+    if not has_traceparent and b"tracestate" in request_headers:
+        # Without a traceparent, other vendors' members stay (an invalid one invalidates them).
         members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate"))
     sampled = tracecontext.decide_sampled(spec.sample_rate)
     trace_id, span_id = tracecontext.new_ids()
@@ -53,6 +57,13 @@ def begin(request_headers: HeaderView, spec: TraceSpec) -> Begun:
         edits[LEGACY_TRACEPARENT] = None
     trace = PageTrace(trace_id=trace_id, span_id=span_id, sampled=sampled, traceparent=traceparent)
     return Begun(trace, tracestate, edits)
+
+
+def _resumed(request_headers: HeaderView, follows: FollowedTrace) -> Begun:
+    edits: dict[bytes, Edit] = {b"traceparent": follows.trace.traceparent, b"tracestate": follows.tracestate}
+    if LEGACY_TRACEPARENT in request_headers:
+        edits[LEGACY_TRACEPARENT] = None
+    return Begun(follows.trace, follows.tracestate, edits)
 
 
 def expose(response_headers: HeaderView, trace: PageTrace, spec: TraceSpec, tracestate: str | None) -> dict[bytes, Edit]:

@@ -20,6 +20,7 @@ GET /static/own-script.js  what the pages whose policy forbids inline script run
 GET /cached                a page browsers keep: fresh for ten minutes (Cache-Control), then
                            revalidated by its ETag (304); links to /away, which links back
 GET /prefetching           <link rel=prefetch> of /cached, and a link to it
+GET|POST /login            a form that POSTs to itself; the POST answers 303 to /
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -43,7 +44,7 @@ import random
 import secrets
 
 import brotli
-from flask import Flask, Response, request
+from flask import Flask, Response, redirect, request
 
 from demo.serving import serve, trace_with_elastic_apm
 from rumproxy.rules import VENDORED_AGENT
@@ -142,6 +143,13 @@ def cached() -> Response:
 @app.get("/prefetching")
 def prefetching() -> Response:
     return html_response(page("prefetching", '<p><a id="next" href="/cached">next</a></p>\n', head='<link rel="prefetch" href="/cached">\n'))
+
+
+@app.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    if request.method == "POST":
+        return redirect("/", code=303)  # werkzeug's "Redirecting..." page, with a Location
+    return html_response(page("login", '<form method="post" action="/login"><button id="sign-in">sign in</button></form>\n'))
 
 
 @app.get("/away")

@@ -161,6 +161,23 @@ def test_a_page_prefetched_into_the_cache_runs_the_agent(browser_page: BrowserPa
     browser_page.assert_clean()
 
 
+def test_a_login_form_and_the_page_its_redirect_leads_to_are_one_trace(browser_page: BrowserPage, proxy: Mitmdump,
+                                                                        intake: Intake) -> None:
+    """POST /login → 303 → /: the page load of / reports the POST's backend transaction and its own
+    under its document span, instead of leaving the POST's in a trace no page load reports."""
+    page = browser_page.page
+    browser_page.goto(f"{proxy.url}/login")
+    page.click("#sign-in")
+    page.wait_for_url(f"{proxy.url}/", wait_until="load")
+    url = f"{proxy.url}/"
+    load, backend = browser_page.wait_for_intake(intake, lambda events: linked_backend(events, url), what="the page load and its backend transaction")
+    events = intake.events()
+    assert_document_linked(events, load, backend)
+    posted = browser_page.wait_for_intake(intake, lambda events: backend_transaction(events, load["trace_id"], "POST /login"), what="the POST's backend transaction in the page load's trace")
+    assert posted["parent_id"] == backend["parent_id"]
+    browser_page.assert_clean()
+
+
 def test_an_instrumented_page_stays_eligible_for_the_back_forward_cache(browser_page: BrowserPage, proxy: Mitmdump) -> None:
     """Neither the snippet nor the agent keeps Chromium from keeping the page in its back/forward
     cache (an `unload` handler would): going back restores the page as it was, without a new load."""

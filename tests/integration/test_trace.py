@@ -108,6 +108,56 @@ def test_a_revalidated_page_comes_whole_with_the_ids_of_its_own_load(http, backe
     assert upstream_header(backend, "if-none-match") == ['W/"v1"']
 
 
+REDIRECT_TO = "/page?body=basic%26r=followed"  # %26: an & inside the Location knob
+
+
+def test_the_page_a_redirect_leads_to_continues_its_trace(http, backend, intake, traced_proxy):
+    """POST → 303 → GET, followed at once (a browser's login form; this upstream closes each
+    connection, so the GET comes on a new one): one trace, the redirect's backend transaction and
+    the page's both under the page load's document span."""
+    backend.forget_requests()
+    url = f"{traced_proxy.url}/page?body=basic&status=303&h=Location: {REDIRECT_TO}"
+    response = http.post(url, headers={**NAVIGATION, "Host": "127.0.0.1"}, timeout=10)
+    assert response.status_code == 200 and [r.status_code for r in response.history] == [303]
+    requests_made = backend.requests()
+    assert [(r["method"], r["query"]) for r in requests_made] == [
+        ("POST", "body=basic&status=303&h=Location:%20/page?body=basic%26r=followed"),
+        ("GET", "body=basic&r=followed"),
+    ]
+    sent = [[value for name, value in r["headers"] if name.lower() == "traceparent"] for r in requests_made]
+    assert sent[0] == sent[1] and len(sent[0]) == 1
+    trace_id, span_id, _ = TRACEPARENT.fullmatch(sent[0][0]).groups()
+    options = init_options(response.text)
+    assert (options["pageLoadTraceId"], options["pageLoadSpanId"]) == (trace_id, span_id)
+
+    def both(events):
+        found = [e["event"] for e in events if e["kind"] == "transaction" and e["event"].get("trace_id") == trace_id]
+        return found if len(found) == 2 else None
+
+    transactions = intake.wait_for(both, timeout=20)
+    assert sorted(t["name"].split()[0] for t in transactions) == ["GET", "POST"]
+    assert {t["parent_id"] for t in transactions} == {span_id}
+
+
+def test_a_redirect_leaves_another_clients_page_its_own_trace(http, backend, traced_proxy):
+    """Only the navigation of the client the redirect answered (address, User-Agent, Referer)
+    continues its trace, and only once."""
+    url = f"{traced_proxy.url}/page?body=basic&status=302&h=Location: {REDIRECT_TO}"
+    browser = {**NAVIGATION, "Host": "127.0.0.1", "User-Agent": "browser-a"}
+    redirect = http.get(url, headers=browser, allow_redirects=False, timeout=10)
+    assert redirect.status_code == 302
+    [redirected] = upstream_header(backend, "traceparent")
+    target = f"{traced_proxy.url}{redirect.headers['location']}"
+    other = http.get(target, headers={**browser, "User-Agent": "browser-b"}, timeout=10)
+    [sent] = upstream_header(backend, "traceparent")
+    assert sent.split("-")[1] != redirected.split("-")[1]
+    assert init_options(other.text)["pageLoadTraceId"] == sent.split("-")[1]
+    followed = http.get(target, headers=browser, timeout=10)
+    assert init_options(followed.text)["pageLoadTraceId"] == redirected.split("-")[1]
+    again = http.get(target, headers=browser, timeout=10)
+    assert init_options(again.text)["pageLoadTraceId"] != redirected.split("-")[1]
+
+
 def test_an_existing_server_timing_is_kept(http, traced_proxy):
     response = http.get(
         f"{traced_proxy.url}/page?body=basic&h=Server-Timing: db;dur=53", headers={**NAVIGATION, "Host": "127.0.0.1"}, timeout=10
