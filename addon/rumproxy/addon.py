@@ -16,13 +16,13 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http
 
 from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, vectorstate, wholebody
-from rumproxy.redirects import Client, FollowedTrace, RedirectTraces
 from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
 from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
 from rumproxy.planning import Plan, instrumented_fields, make_plan, site, streamable
+from rumproxy.redirects import FollowedTrace, RedirectTraces, client_of
 from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RulesError, load_rules
 from rumproxy.settings import MEMO_MIB, Settings, declare_options
@@ -42,11 +42,6 @@ class FlowState:
     plan: Plan | None = None
     # The response's headers as responseheaders read them.
     response_headers: HeaderView | None = None
-
-
-def redirect_client(flow: http.HTTPFlow, user_agent: str | None, referer: str | None) -> Client:
-    peer = flow.client_conn.peername
-    return (peer[0] if peer else "", user_agent, referer)
 
 
 class RumInject:
@@ -127,7 +122,7 @@ class RumInject:
         # Most navigations follow no redirect: a lookup only while some redirect waits.
         follows = None
         if self.redirects.waiting:
-            follows = self.redirects.take(redirect_client(flow, headers.get(b"user-agent"), headers.get(b"referer")), request.path)
+            follows = self.redirects.take(client_of(flow, headers.get(b"user-agent"), headers.get(b"referer")), request.path)
         upstream = pagerequest.prepare(request.method, headers, rule, prefer_gzip=self.settings.prefer_gzip, follows=follows)
         if upstream.edits:
             request_headers.fields = headers.edited(upstream.edits)
@@ -189,7 +184,7 @@ class RumInject:
 
     def _remember_redirect(self, flow: http.HTTPFlow, state: FlowState, location: str) -> None:
         request = flow.request
-        client = redirect_client(flow, request.headers.get("user-agent"), request.headers.get("referer"))
+        client = client_of(flow, request.headers.get("user-agent"), request.headers.get("referer"))
         self.redirects.remember(client, request.path, location, FollowedTrace(state.trace, state.tracestate))
 
     def _trace_only(self, flow: http.HTTPFlow, state: FlowState, headers: HeaderView) -> None:

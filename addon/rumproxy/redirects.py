@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
 
+from mitmproxy import http
+
 from rumproxy.snippet import PageTrace
 
 FOLLOW_WITHIN_S = 10.0
@@ -44,6 +46,11 @@ def target_path(request_path: str, location: str) -> str | None:
 
 
 Client = tuple[str, str | None, str | None]  # address, User-Agent, Referer
+
+
+def client_of(flow: http.HTTPFlow, user_agent: str | None, referer: str | None) -> Client:
+    peer = flow.client_conn.peername
+    return (peer[0] if peer else "", user_agent, referer)
 
 
 class RedirectTraces:
