@@ -358,6 +358,13 @@ class Upstream(PythonApp):
         _http.delete(f"{self.url}/__requests", timeout=5).raise_for_status()
 
 
+class WebSocketApp(PythonApp):
+    """tests/apps/websocket.py: a WebSocket endpoint at any path, and a page that opens one."""
+
+    def __init__(self) -> None:
+        super().__init__("tests.apps.websocket", name="websocket")
+
+
 class DemoApp(PythonApp):
     """demo/app.py, the bundled demo shop."""
 

@@ -25,7 +25,6 @@ class Begun(NamedTuple):
 def begin(request_headers: HeaderView, spec: TraceSpec, follows: FollowedTrace | None = None) -> Begun:
     """Continue a valid incoming trace untouched, or the trace of the redirect this navigation
     `follows` (the same ids upstream), or start one and send it upstream."""
-    members: list[tuple[str, str]] = []
     has_traceparent = b"traceparent" in request_headers
     if has_traceparent:
         incoming = tracecontext.parse_traceparent(request_headers.get_all(b"traceparent"))
@@ -39,31 +38,26 @@ def begin(request_headers: HeaderView, spec: TraceSpec, follows: FollowedTrace |
             )
             return Begun(trace, request_headers.get(b"tracestate"), {})
     if follows is not None:
-        return _resumed(request_headers, follows)
-    if not has_traceparent and b"tracestate" in request_headers:
-        # Without a traceparent, other vendors' members stay (an invalid one invalidates them).
-        members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate"))
-    sampled = tracecontext.decide_sampled(spec.sample_rate)
-    trace_id, span_id = tracecontext.new_ids()
-    own_value = tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0)
-    if members:
-        tracestate = tracecontext.format_tracestate(tracecontext.with_member(members, ELASTIC_KEY, own_value))
+        trace, tracestate = follows
     else:
-        tracestate = f"{ELASTIC_KEY}={own_value}"  # most pages: our member alone
-    traceparent = tracecontext.format_traceparent(trace_id, span_id, tracecontext.FLAG_SAMPLED if sampled else 0)
-    edits: dict[bytes, Edit] = {b"traceparent": traceparent, b"tracestate": tracestate}
+        members: list[tuple[str, str]] = []
+        if not has_traceparent and b"tracestate" in request_headers:
+            # Without a traceparent, other vendors' members stay (an invalid one invalidates them).
+            members = tracecontext.parse_tracestate(request_headers.get_all(b"tracestate"))
+        sampled = tracecontext.decide_sampled(spec.sample_rate)
+        trace_id, span_id = tracecontext.new_ids()
+        own_value = tracecontext.elastic_member_value(spec.sample_rate if sampled else 0.0)
+        if members:
+            tracestate = tracecontext.format_tracestate(tracecontext.with_member(members, ELASTIC_KEY, own_value))
+        else:
+            tracestate = f"{ELASTIC_KEY}={own_value}"  # most pages: our member alone
+        traceparent = tracecontext.format_traceparent(trace_id, span_id, tracecontext.FLAG_SAMPLED if sampled else 0)
+        trace = PageTrace(trace_id=trace_id, span_id=span_id, sampled=sampled, traceparent=traceparent)
+    edits: dict[bytes, Edit] = {b"traceparent": trace.traceparent, b"tracestate": tracestate}
     if LEGACY_TRACEPARENT in request_headers:
         # The Python agent falls back to the legacy header; a stale one must not win over ours.
         edits[LEGACY_TRACEPARENT] = None
-    trace = PageTrace(trace_id=trace_id, span_id=span_id, sampled=sampled, traceparent=traceparent)
     return Begun(trace, tracestate, edits)
-
-
-def _resumed(request_headers: HeaderView, follows: FollowedTrace) -> Begun:
-    edits: dict[bytes, Edit] = {b"traceparent": follows.trace.traceparent, b"tracestate": follows.tracestate}
-    if LEGACY_TRACEPARENT in request_headers:
-        edits[LEGACY_TRACEPARENT] = None
-    return Begun(follows.trace, follows.tracestate, edits)
 
 
 def expose(response_headers: HeaderView, trace: PageTrace, spec: TraceSpec, tracestate: str | None) -> dict[bytes, Edit]:

@@ -9,19 +9,19 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser.support import BrowserPage, browser_suite, reverse_proxy
-from tests.harness import Intake, Mitmdump, PythonApp
+from tests.harness import Intake, Mitmdump, WebSocketApp
 
 pytestmark = browser_suite
 
 
 @pytest.fixture(scope="module")
-def socket_app() -> Iterator[PythonApp]:
-    with PythonApp("tests.apps.websocket", name="websocket") as app:
+def socket_app() -> Iterator[WebSocketApp]:
+    with WebSocketApp() as app:
         yield app
 
 
 @pytest.fixture(scope="module")
-def proxy(socket_app: PythonApp, intake: Intake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
+def proxy(socket_app: WebSocketApp, intake: Intake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:
     with reverse_proxy(socket_app, intake, tmp_path_factory.mktemp("websocket")) as mitmdump:  # type: ignore[arg-type]
         yield mitmdump
 

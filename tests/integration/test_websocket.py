@@ -12,7 +12,7 @@ import requests
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Event, Message, Request, TextMessage
 
-from tests.harness import Mitmdump, PythonApp
+from tests.harness import Mitmdump, WebSocketApp
 
 # Chromium's handshake, as it reached mitmproxy from a page on http://localhost and on a plain-HTTP
 # site alike: no fetch metadata and no Accept (wsproto adds Host, Upgrade, Connection and the
@@ -28,13 +28,13 @@ CHROMIUM_HANDSHAKE = [
 
 
 @pytest.fixture(scope="module")
-def socket_app() -> Iterator[PythonApp]:
-    with PythonApp("tests.apps.websocket", name="websocket") as app:
+def socket_app() -> Iterator[WebSocketApp]:
+    with WebSocketApp() as app:
         yield app
 
 
 @pytest.fixture(scope="module")
-def proxy(socket_app: PythonApp, rules_file: Path) -> Iterator[Mitmdump]:
+def proxy(socket_app: WebSocketApp, rules_file: Path) -> Iterator[Mitmdump]:
     with Mitmdump(mode=f"reverse:{socket_app.url}", rules=rules_file) as mitmdump:
         yield mitmdump
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mitmproxy import http
 from mitmproxy.test import taddons
 
 from rumproxy import tracing
 from rumproxy.addon import RumInject
-from rumproxy.headerview import HeaderView
 from rumproxy.redirects import FOLLOW_WITHIN_S, MAX_REMEMBERED, FollowedTrace, RedirectTraces, target_path
 from rumproxy.rules import TraceSpec
 from rumproxy.snippet import PageTrace
 from tests.unit.rulesfiles import write_rules
 from tests.unit.test_addon import page_flow, run
+from tests.unit.test_decision import view
 
 TRACE = PageTrace("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", True, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 FOLLOWED = FollowedTrace(TRACE, "es=s:1")
@@ -81,21 +80,17 @@ def test_remembered_redirects_are_bounded():
     assert redirects.take(clients[-1], "/home") == FOLLOWED
 
 
-def headers(**fields: str) -> HeaderView:
-    return HeaderView(http.Headers([(name.replace("_", "-").encode(), value.encode()) for name, value in fields.items()]))
-
-
 def test_a_followed_trace_goes_upstream_with_the_same_ids():
-    begun = tracing.begin(headers(elastic_apm_traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"), TraceSpec(), FOLLOWED)
+    begun = tracing.begin(view(elastic_apm_traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"), TraceSpec(), FOLLOWED)
     assert begun.trace == TRACE and begun.tracestate == "es=s:1"
     assert begun.upstream_edits == {b"traceparent": TRACE.traceparent, b"tracestate": "es=s:1", b"elastic-apm-traceparent": None}
 
 
 def test_an_incoming_traceparent_wins_over_a_followed_trace():
     incoming = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
-    begun = tracing.begin(headers(traceparent=incoming), TraceSpec(), FOLLOWED)
+    begun = tracing.begin(view(traceparent=incoming), TraceSpec(), FOLLOWED)
     assert begun.trace.trace_id == "a" * 32 and begun.trace.continued and not begun.upstream_edits
-    invalid = tracing.begin(headers(traceparent="00-zz", tracestate="other=1"), TraceSpec(), FOLLOWED)
+    invalid = tracing.begin(view(traceparent="00-zz", tracestate="other=1"), TraceSpec(), FOLLOWED)
     assert invalid.trace == TRACE and invalid.tracestate == "es=s:1"
 
 
