@@ -106,8 +106,8 @@ class Tokenizer:
         follows the name. True stops the scan for good."""
         return False
 
-    def _on_end_name(self, name: bytes) -> bool:
-        """An end tag's lowercased name is complete; True stops the scan for good."""
+    def _on_end_name(self, name: bytes, offset: int) -> bool:
+        """An end tag's lowercased name is complete, its "</" at `offset`; True stops the scan for good."""
         return False
 
     def _on_end_tag(self, name: bytes) -> None:
@@ -240,7 +240,7 @@ class Tokenizer:
         if name_match.end() == len(buf):
             return self._wait(NAME_END)
         name = name_match.group().lower()
-        if self._on_end_name(name):
+        if self._on_end_name(name, self._base + lt):
             return _STOP
         rest = TAG_REST.match(buf, name_match.end())
         if rest is None:

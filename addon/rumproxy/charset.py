@@ -38,7 +38,7 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16le", "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16be", "utf-16-be"),
 )
-_PRESCAN_BYTES = 1024
+PRESCAN_BYTES = 1024
 
 
 def _labels(target: str | None, *names: str) -> dict[str, str | None]:
@@ -110,7 +110,7 @@ def detect_charset(content_type: str | None, body_prefix: bytes) -> Charset:
         label = _header_label(content_type)
         if label:
             return _charset(label, "header")
-    label = _prescan(bytes(body_prefix[:_PRESCAN_BYTES]))
+    label = _prescan(bytes(body_prefix[:PRESCAN_BYTES]))
     if label:
         return _charset(label, "meta")
     return Charset("cp1252", "windows-1252", "default", b"", True)

@@ -141,6 +141,7 @@ class InsertionScanner(tok.Tokenizer):
         self._amp = False
         self._csp_meta: tuple[int, int] | None = None
         self._decided: Insertion | None = None
+        self._decided_through: int | None = None
         self._exhausted = False
 
     @property
@@ -150,6 +151,14 @@ class InsertionScanner(tok.Tokenizer):
     @property
     def decided(self) -> Insertion | None:
         return self._decided
+
+    @property
+    def decided_through(self) -> int | None:
+        """The bytes of the document that the decision depends on, once it was made before the
+        end of the input: every document that starts with the same bytes gets the same insertion
+        (whatever follows them). None before a decision and after finish(), which depends on where
+        the input ends."""
+        return self._decided_through
 
     @property
     def exhausted(self) -> bool:
@@ -194,21 +203,24 @@ class InsertionScanner(tok.Tokenizer):
         if self._point is None or offset > self._point.offset:
             self._point = Insertion(offset, placement)
 
-    def _decide(self, insertion: Insertion) -> bool:
+    def _decide(self, insertion: Insertion, through: int) -> bool:
         self._decided = insertion
+        self._decided_through = through
         return True
 
     def _on_start_name(self, name: bytes, offset: int) -> bool:
+        # The decision rests on the "<", the name and the byte that ended it.
+        through = offset + len(name) + 2
         if self._in_head:
             if name == b"script" or name not in _HEAD_CONTENT:
-                return self._decide(self._current())
+                return self._decide(self._current(), through)
         elif name not in _BEFORE_HEAD_NEUTRAL:
             # Inside noscript/template a script or body is inert text: stay before it.
             if name == b"script" and not self._inert:
-                return self._decide(Insertion(offset, "before-script"))
+                return self._decide(Insertion(offset, "before-script"), through)
             if name == b"body" and not self._inert:
-                return self._decide(Insertion(offset, "before-body"))
-            return self._decide(self._current())
+                return self._decide(Insertion(offset, "before-body"), through)
+            return self._decide(self._current(), through)
         return False
 
     def _on_start_tag(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
@@ -224,7 +236,7 @@ class InsertionScanner(tok.Tokenizer):
             if attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA:
                 # Scripts before a meta policy are not subject to it: stop right before it.
                 self._csp_meta = (start, end)
-                return self._decide(self._current())
+                return self._decide(self._current(), end)
             if _moves_point(attrs):
                 self._advance(end, "after-meta")
         elif name == b"html":
@@ -238,8 +250,8 @@ class InsertionScanner(tok.Tokenizer):
             self._advance(end, "after-head")
         return False
 
-    def _on_end_name(self, name: bytes) -> bool:
-        return name == b"head" and self._in_head and self._decide(self._current())
+    def _on_end_name(self, name: bytes, offset: int) -> bool:
+        return name == b"head" and self._in_head and self._decide(self._current(), offset + len(name) + 3)
 
     def _on_end_tag(self, name: bytes) -> None:
         if name in _INERT and self._inert:

@@ -7,6 +7,8 @@ snippet went (KnownPage) or, for gzip, the compressed sections around it (gzipme
 and a response whose body equals the remembered one byte for byte skips the scan, the decoding and
 for gzip the compression. One comparison of bytes decides: nothing is assumed from URLs, ETags or
 dates. Pages with a <meta> Content-Security-Policy are not remembered (its edit depends on the rule).
+A page that changes on every request is still scanned only once while its head stays the same: its
+KnownHead keeps the first bytes its scan decided on (htmlscan's decided_through).
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from rumproxy import encoders
 if TYPE_CHECKING:
     from mitmproxy import http
 
+    from rumproxy.charset import Charset
+
     from rumproxy.headerview import HeaderView
 
 REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
+HEAD_REMEMBERED = "; the point of an earlier response that started with the same bytes (rum_memo)"
 
 
 class Remembered(Protocol):
@@ -60,6 +65,34 @@ class KnownPage:
     def body(self, snippet: bytes, encoding: str) -> bytes:
         view = memoryview(self.document if self.document is not None else self.source)
         return encoders.encode(b"".join((view[: self.offset], snippet, view[self.offset :])), encoding)
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownHead:
+    """Where the snippet went in a page whose scan decided early: a page that starts with the same
+    bytes gets the same point and charset without a scan, whatever follows (a page that changes
+    below its head on every request: a form's token, the latest prices, a timestamp)."""
+
+    source: bytes  # the page's first bytes: those the scan decided on, and the charset prescan's
+    offset: int
+    placement: str
+    charset: Charset
+
+    @property
+    def codec(self) -> str:
+        return self.charset.codec or "ascii"
+
+    @property
+    def cost(self) -> int:
+        return len(self.source)
+
+
+def head_key(key: Hashable) -> Hashable:
+    """The memo's key for the head of the page that `key` names, beside its whole rewrite."""
+    return (HEAD, key)
+
+
+HEAD = "head"
 
 
 class RewriteMemo:

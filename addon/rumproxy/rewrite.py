@@ -9,10 +9,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from rumproxy import codecs, encoders, gzipmemo, htmlscan, memo
-from rumproxy.charset import Charset, detect_charset
+from rumproxy.charset import PRESCAN_BYTES, Charset, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 _CONTENT_ATTRIBUTE = re.compile(rb"""[\s/]content\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
+
+AGENT_LOADED = "page loads the Elastic RUM agent already"
+NO_FACTS = htmlscan.PageFacts(amp=False)
 
 PolicyEdit = Callable[[str], str]  # a page's CSP text -> the text that lets the snippet's beacons through
 
@@ -29,13 +32,14 @@ class Rewritten(NamedTuple):
     placement: str | None = None
     detail: str = ""  # for the flow's annotation, e.g. how a gzip body was written
     reusable: memo.Remembered | None = None  # for the next response with the same bytes
+    head: memo.KnownHead | None = None  # for the next response that starts with the same bytes
 
 
 def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
     if facts.amp:
         return "AMP page (an injected script would invalidate it)"
     if htmlscan.loads_agent(document):
-        return "page loads the Elastic RUM agent already"
+        return AGENT_LOADED
     return None
 
 
@@ -88,19 +92,34 @@ def inject_buffered(
     snippet: str,
     limit: int | None,
     edit_policy: PolicyEdit | None = None,
+    known_head: memo.KnownHead | None = None,
 ) -> Rewritten:
+    """`known_head`: where the snippet went in an earlier body of the same page (same URL,
+    Content-Type and scan limit); if this one starts with the same bytes, it goes there again."""
     try:
         document = codecs.decode(raw, encoding)
     except ValueError as e:
         return Rewritten(None, f"body cannot be decoded as {encoding}: {e}")
-    charset = detect_charset(content_type, document[:1024])
-    if charset.bom in UTF16_BOMS:
-        return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
-    if not charset.ascii_compatible:
-        return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
-    insertion, facts, reason = locate(document, limit)
-    if insertion is None:
-        return Rewritten(None, reason)
+    head = None
+    detail = ""
+    if known_head is not None and document.startswith(known_head.source):
+        if htmlscan.loads_agent(document):
+            return Rewritten(None, AGENT_LOADED)
+        charset, insertion, facts = known_head.charset, htmlscan.Insertion(known_head.offset, known_head.placement), NO_FACTS
+        detail = memo.HEAD_REMEMBERED
+    else:
+        charset = detect_charset(content_type, document[:PRESCAN_BYTES])
+        if charset.bom in UTF16_BOMS:
+            return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
+        if not charset.ascii_compatible:
+            return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
+        insertion, facts, reason, through = locate(document, limit)
+        if insertion is None:
+            return Rewritten(None, reason)
+        if through is not None and facts.csp_meta is None:
+            through = max(through, PRESCAN_BYTES)  # the charset came from those bytes too
+            if len(document) >= through:
+                head = memo.KnownHead(document[:through], insertion.offset, insertion.placement, charset)
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")
@@ -109,27 +128,34 @@ def inject_buffered(
     if facts.csp_meta is None:  # a <meta> policy's edit depends on the rule: not remembered
         if encoding == "gzip":
             body, reusable = gzipmemo.rewrite_whole(raw, document, insertion.offset, encoded_snippet, insertion.placement, codec)
-            return Rewritten(body, "injected", insertion.offset, insertion.placement, reusable=reusable)
+            return Rewritten(body, "injected", insertion.offset, insertion.placement, detail, reusable, head)
         kept = None if encoding == "identity" else document
         reusable = memo.KnownPage(raw, kept, insertion.offset, insertion.placement, codec)
     try:
         body = splice(document, insertion.offset, encoded_snippet, facts.csp_meta, edit_policy)
     except PolicyBlocked as e:
         return Rewritten(None, str(e))
-    return Rewritten(encoders.encode(body, encoding), "injected", insertion.offset, insertion.placement, reusable=reusable)
+    return Rewritten(encoders.encode(body, encoding), "injected", insertion.offset, insertion.placement, detail, reusable, head)
 
 
-def locate(document: bytes, limit: int | None) -> tuple[htmlscan.Insertion | None, htmlscan.PageFacts, str]:
+class Located(NamedTuple):
+    insertion: htmlscan.Insertion | None  # None: no injection, for `reason`
+    facts: htmlscan.PageFacts
+    reason: str
+    through: int | None  # the document's bytes the insertion depends on (decided_through)
+
+
+def locate(document: bytes, limit: int | None) -> Located:
     """The insertion point as the streaming scanner would find it, or None and why not."""
     scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1)
     insertion = scanner.feed(document)
     if reason := body_skip_reason(document, scanner.facts):
-        return None, scanner.facts, reason
+        return Located(None, scanner.facts, reason, None)
     if insertion is None:
         if scanner.exhausted:
-            return None, scanner.facts, f"no insertion point within the first {limit} bytes (scan limit)"
+            return Located(None, scanner.facts, f"no insertion point within the first {limit} bytes (scan limit)", None)
         insertion = scanner.finish()
-    return insertion, scanner.facts, "injected"
+    return Located(insertion, scanner.facts, "injected", scanner.decided_through)
 
 
 def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: str, limit: int | None) -> Rewritten:
@@ -141,7 +167,7 @@ def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: 
     except UnicodeDecodeError as e:
         return Rewritten(None, f"body is not valid {codec}: {e}")
     view = text.encode("utf-8", "surrogatepass")
-    insertion, _, reason = locate(view, limit)
+    insertion, _, reason, _ = locate(view, limit)
     if insertion is None:
         return Rewritten(None, reason)
     characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))

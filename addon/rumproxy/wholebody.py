@@ -42,6 +42,9 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
     if result is None and job.encoding == "gzip" and _splices(raw, job):
         result = _spliced(raw, job)
     if result is None:
+        remembers = job.memo.budget > 0
+        known_head = job.memo.get(memo.head_key(job.memo_key)) if remembers else None
+        assert known_head is None or isinstance(known_head, memo.KnownHead)
         result = inject_buffered(
             raw,
             encoding=job.encoding,
@@ -49,7 +52,10 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
             snippet=job.markup,
             limit=job.scan_limit,
             edit_policy=job.edit_policy,
+            known_head=known_head,
         )
+        if result.head is not None and remembers:
+            job.memo.put(memo.head_key(job.memo_key), result.head)
     if result.reusable is not None and job.memo.budget:
         job.memo.put(job.memo_key, result.reusable)
     return result

@@ -13,7 +13,7 @@ import pytest
 import requests
 import zstandard
 
-from tests.apps.upstream import BODIES
+from tests.apps.upstream import BODIES, ticked
 from tests.harness import Mitmdump, Upstream
 from tests.insertion import split_insertion
 
@@ -61,6 +61,24 @@ def test_every_encoding_is_injected_and_reencoded(http, upstream, proxy, encodin
         assert int(proxied.headers["content-length"]) == len(proxied.raw_body)
     assert proxied.headers["x-rum-injected"]
     assert "accept-ranges" not in proxied.headers
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "br"])
+def test_a_page_that_changes_below_its_head_on_every_request_is_injected_exactly(http, upstream, proxy, encoding):
+    """The first response is scanned; the next ones start with the same bytes and get the point
+    the proxy remembered (rum_memo), each with this response's own bytes around it."""
+    name = f"head-{encoding}-{proxy.stream_mode}"
+    trace_ids = set()
+    for count in range(1, 4):
+        response = fetch(http, f"{proxy.url}/page?body=prose&encoding={encoding}&tick={name}", headers={"Accept-Encoding": encoding})
+        page = ticked(BODIES["prose"], count)
+        output = DECODERS[encoding](response.raw_body)
+        offset, inserted = split_insertion(page, output, starts_with=b"<script")
+        assert page[:offset].endswith(b'<meta charset="utf-8">')
+        trace_id = response.headers["traceparent"].split("-")[1]
+        assert f'"pageLoadTraceId":"{trace_id}"'.encode() in inserted
+        trace_ids.add(trace_id)
+    assert len(trace_ids) == 3
 
 
 def test_strong_etag_becomes_weak(http, upstream, proxy):

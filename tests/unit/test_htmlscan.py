@@ -304,6 +304,27 @@ def test_arbitrary_bytes_are_chunking_independent_and_land_on_token_edges(docume
         assert find_insertion_point(injected)[0].offset == whole.offset
 
 
+@PROPERTY
+@given(
+    st.one_of(documents.map(lambda doc: doc[0] + b"".join(f.data for f in doc[1])), st.lists(noise, max_size=16).map(b"".join)),
+    st.lists(noise, max_size=8).map(b"".join),
+)
+def test_a_decision_rests_only_on_the_bytes_before_decided_through(document: bytes, tail: bytes) -> None:
+    # What lets a page that changes below its head skip the scan (memo.KnownHead).
+    scanner = InsertionScanner(len(document) + 1)
+    decided = scanner.feed(document)
+    through = scanner.decided_through
+    if decided is None:
+        assert through is None
+        scanner.finish()
+        assert scanner.decided_through is None  # that decision rests on where the input ends
+        return
+    assert through is not None and decided.offset <= through <= len(document)
+    other = document[:through] + tail
+    again = InsertionScanner(len(other) + 1)
+    assert (again.feed(other), again.decided_through, again.facts) == (decided, through, scanner.facts)
+
+
 # --- hand-made corpus: "⁂" marks the expected point ----------------------------------------------
 
 HERE = "⁂"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rumproxy import codecs, encoders, gzipmemo, memo
+from rumproxy import codecs, encoders, gzipmemo, memo, rewrite
 from rumproxy.rewrite import inject_buffered
 
 PAGE = b'<!doctype html><html><head><meta charset="windows-1252"><title>caf\xe9</title></head><body>x</body></html>'
@@ -31,6 +31,67 @@ def test_a_page_with_a_csp_meta_is_not_remembered():
     page = PAGE.replace(b"<title>", b'<meta http-equiv="Content-Security-Policy" content="img-src *"><title>')
     result = inject_buffered(page, encoding="identity", content_type="text/html", snippet="<script>1</script>", limit=None)
     assert result.body is not None and result.reusable is None
+
+
+# A head, then a body that changes on every request (a form's token, a timestamp).
+HEAD = b'<!doctype html><html><head><meta charset="windows-1252"><title>caf\xe9</title><link rel=stylesheet href=/s.css>'
+CHANGING = b"<script src=/app.js></script></head><body>" + b"<p>caf\xe9 and more</p>" * 60 + b"<form><input name=token value=%d></form></body></html>"
+
+
+def rewrite_page(page: bytes, encoding: str, known_head: memo.KnownHead | None = None, snippet: str = "<script>\xfc</script>"):
+    return inject_buffered(
+        encoders.encode(page, encoding), encoding=encoding, content_type="text/html", snippet=snippet, limit=None, known_head=known_head
+    )
+
+
+@pytest.mark.parametrize("encoding", ["identity", "deflate", "br", "gzip"])
+def test_a_page_that_changes_below_its_head_is_not_scanned_again(encoding, monkeypatch):
+    first = rewrite_page(HEAD + CHANGING % 1, encoding)
+    head = first.head
+    assert head is not None and (head.offset, head.placement, head.codec) == (first.offset, "after-meta", "cp1252")
+    assert len(head.source) == 1024 and (HEAD + CHANGING % 1).startswith(head.source)  # the charset prescan's bytes
+    page = HEAD + CHANGING % 123456
+    expected = rewrite_page(page, encoding)
+    monkeypatch.setattr(rewrite, "locate", None)  # no scan
+    monkeypatch.setattr(rewrite, "detect_charset", None)
+    again = rewrite_page(page, encoding, head)
+    assert codecs.decode(again.body, encoding) == codecs.decode(expected.body, encoding)
+    assert b'<meta charset="windows-1252"><script>\xfc</script><title>' in codecs.decode(again.body, encoding)
+    assert (again.offset, again.placement, again.detail) == (expected.offset, expected.placement, memo.HEAD_REMEMBERED)
+    assert again.head is None  # the known one stays
+    assert again.reusable is not None  # for when this very body comes again
+
+
+def test_a_changed_head_is_scanned_again():
+    head = rewrite_page(HEAD + CHANGING % 1, "identity").head
+    # The same up to the decision (the first script), but another charset in the prescan's bytes.
+    utf8 = (HEAD + CHANGING % 2).replace(b"windows-1252", b"utf-8").replace(b"\xe9", b"\xc3\xa9")
+    result = rewrite_page(utf8, "identity", head)
+    assert b"<script>\xc3\xbc</script>" in result.body and result.detail == ""
+    # Another point: a charset meta moved past the title.
+    moved = (HEAD + CHANGING % 3).replace(b'<meta charset="windows-1252">', b"").replace(b"<link", b'<meta charset="windows-1252"><link')
+    result = rewrite_page(moved, "identity", head)
+    assert result.offset == moved.index(b"<link") and result.detail == ""
+
+
+def test_a_known_head_still_leaves_a_page_that_loads_the_agent_below_it():
+    head = rewrite_page(HEAD + CHANGING % 1, "identity").head
+    page = (HEAD + CHANGING % 2).replace(b"<form>", b'<script src="/elastic-apm-rum.umd.min.js"></script><form>')
+    result = rewrite_page(page, "identity", head)
+    assert result.body is None and result.reason == "page loads the Elastic RUM agent already"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(PAGE, id="shorter than the charset prescan"),
+        pytest.param(b"<html><head><title>t</title>" + b"x" * 2000, id="decided where the body ends"),
+        pytest.param(HEAD.replace(b"<title>", b'<meta http-equiv="Content-Security-Policy" content="img-src *"><title>') + CHANGING % 1, id="csp meta"),
+    ],
+)
+def test_heads_that_are_not_remembered(page):
+    result = rewrite_page(page, "identity")
+    assert result.body is not None and result.head is None
 
 
 def _known(size: int) -> memo.KnownPage:
