@@ -251,6 +251,7 @@ class InsertionScanner(tok.Tokenizer):
         return False
 
     def _on_end_name(self, name: bytes, offset: int) -> bool:
+        # "</", the name and the byte that ended it.
         return name == b"head" and self._in_head and self._decide(self._current(), offset + len(name) + 3)
 
     def _on_end_tag(self, name: bytes) -> None:

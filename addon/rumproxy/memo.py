@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mitmproxy import http
 
     from rumproxy.charset import Charset
-
     from rumproxy.headerview import HeaderView
 
 REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
@@ -87,12 +86,12 @@ class KnownHead:
         return len(self.source)
 
 
+HEAD = "head"
+
+
 def head_key(key: Hashable) -> Hashable:
     """The memo's key for the head of the page that `key` names, beside its whole rewrite."""
     return (HEAD, key)
-
-
-HEAD = "head"
 
 
 class RewriteMemo:
