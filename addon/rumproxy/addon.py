@@ -225,15 +225,19 @@ class RumInject:
             splice=settings.gzip_splice,
             body_length=decision.declared_body_length(flow.response.http_version, headers) if flow.response else None,
         )
-        if encoding != "gzip" or not self.memo.budget:
+        if not self.memo.budget:
             return InjectingStream(**options)
         if key is None:
             key = memo.page_key(flow.request, headers, settings.scan_limit)
+        options["known_head"] = self.memo.get(memo.head_key(key))
+        options["remember_head"] = functools.partial(memo.remember_head, self.memo, key, headers.get(b"content-type"))
+        if encoding != "gzip":
+            return InjectingStream(**options)
         return ReplayingStream(**options, snippet_fixed=plan.markup_fixed, memo=self.memo, memo_key=key)
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
-            detail = memo.REMEMBERED if outcome.remembered else ""
+            detail = memo.REMEMBERED if outcome.remembered else memo.HEAD_REMEMBERED if outcome.known_head else ""
             self._record(flow, state, f"injected while streaming ({outcome.placement}, byte {outcome.offset}){detail}")
         else:
             self._skipped(flow, state, outcome.reason)

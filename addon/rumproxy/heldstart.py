@@ -7,12 +7,16 @@ for byte; the decoded copy is what the scanner has seen. Knows nothing of what g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from rumproxy import codecs, gzipblocks
 
+from rumproxy.htmlscan import Insertion
+
 if TYPE_CHECKING:
-    from rumproxy.htmlscan import Insertion, InsertionScanner
+    from rumproxy.htmlscan import InsertionScanner
+    from rumproxy.memo import KnownHead
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
@@ -27,10 +31,24 @@ class LeaveAlone(NamedTuple):
 class HeldStart:
     """Raw chunks held, decoded and fed to `scanner` until it finds the insertion point."""
 
-    def __init__(self, encoding: str, scanner: InsertionScanner, *, splices: bool) -> None:
+    def __init__(
+        self,
+        encoding: str,
+        scanner: InsertionScanner,
+        *,
+        splices: bool,
+        known_head: KnownHead | None = None,
+        remember_head: Callable[[bytes, Insertion, int], None] | None = None,
+    ) -> None:
         self.encoding = encoding  # normalized (codecs.normalize_encoding)
         self.identity = encoding == "identity"
         self.scanner = scanner
+        # Where the snippet went in an earlier body of the page: taken if the first bytes scanned
+        # are that body's (memo.KnownHead), without a scan. A scan's point goes to `remember_head`
+        # with the page so far and the bytes it was decided on (htmlscan's decided_through).
+        self.known_head = known_head
+        self.took_known_head = False
+        self._remember_head = remember_head
         self._splices = splices
         self.raw: list[bytes] = []
         self.raw_size = 0
@@ -83,11 +101,20 @@ class HeldStart:
             if bytes(self._start) in UTF16_BOMS:
                 # Tags are two bytes a character there: the ASCII tokenizer must not cut into them.
                 return LeaveAlone("UTF-16 page: only ASCII-compatible pages are injected while streaming")
+        known, self.known_head = self.known_head, None
+        if known is not None and self.document().startswith(known.source):
+            # One look, at the first bytes scanned: a body that starts shorter than the known
+            # head (an app that flushes part of its head early) is scanned as it comes.
+            self.took_known_head = True
+            return Insertion(known.offset, known.placement)
         scanner = self.scanner
         insertion = scanner.feed(decoded) if decoded else None
         if scanner.facts.amp:
             return LeaveAlone("amp page")
         if insertion is not None:
+            through = scanner.decided_through
+            if self._remember_head is not None and through is not None and scanner.facts.csp_meta is None:
+                self._remember_head(self.document(), insertion, through)
             return insertion
         if scanner.exhausted:
             scanned = self.raw_size if self.identity else len(self.decoded)

@@ -19,12 +19,14 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Protocol
 
 from rumproxy import encoders
+from rumproxy.charset import PRESCAN_BYTES, detect_charset
 
 if TYPE_CHECKING:
     from mitmproxy import http
 
     from rumproxy.charset import Charset
     from rumproxy.headerview import HeaderView
+    from rumproxy.htmlscan import Insertion
 
 REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
 HEAD_REMEMBERED = "; the point of an earlier response that started with the same bytes (rum_memo)"
@@ -84,6 +86,23 @@ class KnownHead:
     @property
     def cost(self) -> int:
         return len(self.source)
+
+
+def known_head(document: bytes, offset: int, placement: str, through: int, charset: Charset) -> KnownHead | None:
+    """The head of a page whose scan decided on its first `through` bytes, and found `charset` in
+    the first PRESCAN_BYTES; None for a page shorter than those."""
+    through = max(through, PRESCAN_BYTES)
+    return KnownHead(document[:through], offset, placement, charset) if len(document) >= through else None
+
+
+def remember_head(
+    store: RewriteMemo, key: Hashable, content_type: str | None, document: bytes, insertion: Insertion, through: int
+) -> None:
+    """Remember the head of a page a stream scanned (InjectingStream's remember_head)."""
+    charset = detect_charset(content_type, document[:PRESCAN_BYTES])
+    head = known_head(document, insertion.offset, insertion.placement, through, charset)
+    if head is not None and charset.ascii_compatible:
+        store.put(head_key(key), head)
 
 
 HEAD = "head"

@@ -117,9 +117,7 @@ def inject_buffered(
         if insertion is None:
             return Rewritten(None, reason)
         if through is not None and facts.csp_meta is None:
-            through = max(through, PRESCAN_BYTES)  # the charset came from those bytes too
-            if len(document) >= through:
-                head = memo.KnownHead(document[:through], insertion.offset, insertion.placement, charset)
+            head = memo.known_head(document, insertion.offset, insertion.placement, through, charset)
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")

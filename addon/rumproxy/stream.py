@@ -37,6 +37,7 @@ class StreamOutcome:
     placement: str | None
     reason: str
     remembered: bool = False  # gzip: the rewrite of an earlier body with the same bytes went out again
+    known_head: bool = False  # the point of an earlier body that started with the same bytes (memo.KnownHead)
 
 
 class StreamState(enum.Enum):
@@ -72,6 +73,8 @@ class InjectingStream:
         memo: memos.RewriteMemo | None = None,
         memo_key: Hashable = None,
         body_length: int | None = None,
+        known_head: memos.KnownHead | None = None,
+        remember_head: Callable[[bytes, Insertion, int], None] | None = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:
@@ -83,7 +86,7 @@ class InjectingStream:
         self._splices = splice and name == "gzip" and gzipblocks.available()
         # Raw chunks are kept until the decision so every non-injecting path can send the body byte
         # for byte as received.
-        self._held = HeldStart(name, scanner, splices=self._splices)
+        self._held = HeldStart(name, scanner, splices=self._splices, known_head=known_head, remember_head=remember_head)
         self._tail: SplicingTail | ReencodingTail | None = None  # what goes on after the snippet
         # gzip that splices: where this body's rewrite is remembered (gzipmemo) once it reaches its
         # reuse point. gzipreplay.ReplayingStream also sends one remembered earlier again.
@@ -201,7 +204,7 @@ class InjectingStream:
             out = b"".join([*(self._tail.write(p) for p in pieces), self._continue(end)])
         self._state = StreamState.INJECTED
         self._release()
-        self._report(StreamOutcome(True, offset, insertion.placement, "injected"))
+        self._report(StreamOutcome(True, offset, insertion.placement, "injected", known_head=self._held.took_known_head))
         return out
 
     def _pass_raw(self, reason: str, *, warn: bool = False) -> bytes:

@@ -538,18 +538,19 @@ def test_stream_log_lines_name_the_url_as_the_client_wrote_it(rules, caplog):
     assert line.startswith(f"{flow.request.pretty_url}: decode error")
 
 
-@pytest.mark.parametrize("encoding", ["identity", "gzip"])
-def test_a_page_that_changes_below_its_head_is_scanned_once(rules, encoding):
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "br"])
+def test_a_page_that_changes_below_its_head_is_scanned_once(rules, encoding, streamed):
     page = large_page(10_000)
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
-        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always" if streamed else "never")
         actions = []
         for n in range(3):
             document = page.replace(b"</body>", b"<p>%d</p></body>" % n)
             flow = page_flow(body=encoders.encode(document, encoding), content_encoding=encoding)
             run(rum, flow)
-            output = codecs.decode(flow.response.raw_content, encoding)
+            output = codecs.decode(stream_through(flow) if streamed else flow.response.raw_content, encoding)
             assert without_snippet(output) == document
             assert output.index(b'<script src="/__rum/') == document.index(b"<title>")  # after the charset meta
             actions.append(flow.metadata["rumproxy"]["action"])
@@ -558,6 +559,8 @@ def test_a_page_that_changes_below_its_head_is_scanned_once(rules, encoding):
         tctx.configure(rum, rum_memo=0)
         flow = page_flow(body=encoders.encode(page, encoding), content_encoding=encoding)
         run(rum, flow)
+        if streamed:
+            stream_through(flow)
         assert memo.HEAD_REMEMBERED not in flow.metadata["rumproxy"]["action"]
 
 

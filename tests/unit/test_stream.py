@@ -6,7 +6,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import codecs, encoders, htmlscan
+from rumproxy import codecs, encoders, htmlscan, memo
+from rumproxy.charset import detect_charset
 from rumproxy.stream import InjectingStream, StreamOutcome
 from tests.unit.wire import chunks_of, on_the_wire, sent_through
 
@@ -104,6 +105,51 @@ def test_streamed_equals_buffered(enc, splice, document, cuts, limit):
     assert mitm_encoding.decode(output, enc) == result
     if enc == "identity":
         assert output == result
+
+
+def remembered_head(enc: str, splice: bool, document: bytes) -> memo.KnownHead | None:
+    """The head a stream remembers of `document` (InjectingStream's remember_head)."""
+    heads: list[memo.KnownHead | None] = []
+
+    def remember(page: bytes, insertion: htmlscan.Insertion, through: int) -> None:
+        charset = detect_charset("text/html", page[:1024])
+        heads.append(memo.known_head(page, insertion.offset, insertion.placement, through, charset))
+
+    stream, _ = make(enc, splice=splice, remember_head=remember)
+    sent_through(stream, [encoders.encode(document, enc)])
+    return heads[0] if heads else None
+
+
+@pytest.mark.parametrize("enc, splice", STREAMS)
+@settings(max_examples=60, deadline=None)
+@given(head=documents, rest=documents, other_rest=documents, cuts=splits)
+def test_a_known_head_streams_what_a_scan_would(enc, splice, head, rest, other_rest, cuts):
+    # A page that changes below its head: the second body goes out as its own scan would send it.
+    filler = b"<p>" + b"y" * 1100  # a decision by then, and the charset prescan's bytes
+    first, second = head + filler + rest, head + filler + other_rest
+    assume(not htmlscan.loads_agent(first) and not htmlscan.loads_agent(second))
+    known = remembered_head(enc, splice, first)
+    assume(known is not None)
+    raw = encoders.encode(second, enc)
+    chunks = split(raw, cuts) if cuts is not None else [raw[i : i + 97] for i in range(0, len(raw), 97)]
+    scanning, scanned = make(enc, splice=splice)
+    taking, took = make(enc, splice=splice, known_head=known)
+    assert codecs.decode(sent_through(taking, chunks), enc) == codecs.decode(sent_through(scanning, chunks), enc)
+    assert (took[0].offset, took[0].placement) == (scanned[0].offset, scanned[0].placement)
+    first_chunk = codecs.decode(chunks[0], enc) if enc == "identity" else None
+    if first_chunk is not None:
+        assert took[0].known_head == first_chunk.startswith(known.source)
+
+
+def test_a_known_head_waits_for_no_bytes_an_app_has_not_sent_yet():
+    head = b"<html><head><meta charset=utf-8><title>t</title><script src=a.js></script></head><body>"
+    known = remembered_head("identity", False, head + b"<p>first</p>" * 100)
+    assert known is not None and len(known.source) == 1024  # the charset prescan's bytes
+    stream, outcomes = make(known_head=known)
+    # The app flushes its head, then takes its time over the rest: the head goes out now, scanned.
+    out = on_the_wire(stream(head), end=False)
+    point = head.index(b"<title>")
+    assert outcomes and not outcomes[0].known_head and b"".join(out) == head[:point] + SNIPPET + head[point:]
 
 
 @pytest.mark.parametrize("enc, splice", STREAMS)
