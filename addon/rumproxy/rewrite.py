@@ -93,9 +93,12 @@ def inject_buffered(
     limit: int | None,
     edit_policy: PolicyEdit | None = None,
     known_head: memo.KnownHead | None = None,
+    sections: bool = True,
 ) -> Rewritten:
     """`known_head`: where the snippet went in an earlier body of the same page (same URL,
-    Content-Type and scan limit); if this one starts with the same bytes, it goes there again."""
+    Content-Type and scan limit); if this one starts with the same bytes, it goes there again.
+    `sections`: a gzip page is compressed as the sections a body with the same bytes reuses
+    (gzipmemo.rewrite_whole), which costs twice as much as compressing it in one go."""
     try:
         document = codecs.decode(raw, encoding)
     except ValueError as e:
@@ -124,7 +127,7 @@ def inject_buffered(
     codec = charset.codec or "ascii"
     reusable: memo.Remembered | None = None
     if facts.csp_meta is None:  # a <meta> policy's edit depends on the rule: not remembered
-        if encoding == "gzip":
+        if encoding == "gzip" and sections:
             body, reusable = gzipmemo.rewrite_whole(raw, document, insertion.offset, encoded_snippet, insertion.placement, codec)
             return Rewritten(body, "injected", insertion.offset, insertion.placement, detail, reusable, head)
         kept = None if encoding == "identity" else document

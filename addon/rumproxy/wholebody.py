@@ -33,12 +33,13 @@ class Job:
 
 
 def rewrite(raw: bytes, job: Job) -> Rewritten:
+    known = job.memo.get(job.memo_key) if job.memo.budget else None
     try:
-        result = _remembered(raw, job)
+        result = _remembered(raw, job, known) if known is not None else None
     except Exception as e:  # the memo only saves work: the body is rewritten anew
         logger.warning("%s: remembered rewrite not usable (%r); rewriting the body anew", job.label, e)
         job.memo.forget(job.memo_key)
-        result = None
+        known = result = None
     if result is None and job.encoding == "gzip" and _splices(raw, job):
         result = _spliced(raw, job)
     if result is None:
@@ -53,6 +54,9 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
             limit=job.scan_limit,
             edit_policy=job.edit_policy,
             known_head=known_head,
+            # A page that differs from its last body will likely differ from this one too: not
+            # worth compressing as sections that only a body with the same bytes could reuse.
+            sections=known is None,
         )
         if result.head is not None and remembers:
             job.memo.put(memo.head_key(job.memo_key), result.head)
@@ -61,13 +65,8 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
     return result
 
 
-def _remembered(raw: bytes, job: Job) -> Rewritten | None:
-    """A body that is byte for byte one rewritten before, with this job's snippet."""
-    if not job.memo.budget:
-        return None
-    known = job.memo.get(job.memo_key)
-    if known is None:
-        return None
+def _remembered(raw: bytes, job: Job, known: memo.Remembered) -> Rewritten | None:
+    """A body that is byte for byte `known`'s, rewritten before, with this job's snippet."""
     if isinstance(known, gzipmemo.GzipRewrite) and known.splice is not None:
         # Its source is the body's start, up to where the upstream's blocks are reused: for a body
         # the splicing stream would take.
@@ -90,6 +89,11 @@ def _remembered(raw: bytes, job: Job) -> Rewritten | None:
             if body is None:
                 return None  # the splicing stream decides what to do with this body's end
             detail = _reused(known.splice.original_size) + detail
+    elif job.encoding == "gzip" and known.document is not None:
+        assert isinstance(known, memo.KnownPage)
+        # Came again after all (see `sections`): remembered as sections from now on.
+        body, sections = gzipmemo.rewrite_whole(raw, known.document, known.offset, markup, known.placement, known.codec)
+        job.memo.put(job.memo_key, sections)
     else:
         assert isinstance(known, memo.KnownPage)
         body = known.body(markup, job.encoding)

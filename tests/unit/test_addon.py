@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from rumproxy import addon as addon_module
 from rumproxy import codecs, encoders, memo, vectorstate, wholebody
 from rumproxy.addon import RumInject
+from rumproxy.headerview import HeaderView
 from tests.pages import varied_text
 from tests.unit.rulesfiles import write_rules
 from tests.unit.wire import sent_through
@@ -562,6 +563,28 @@ def test_a_page_that_changes_below_its_head_is_scanned_once(rules, encoding, str
         if streamed:
             stream_through(flow)
         assert memo.HEAD_REMEMBERED not in flow.metadata["rumproxy"]["action"]
+
+
+def test_a_gzip_page_that_changed_is_compressed_in_one_go_until_it_comes_again(rules):
+    page = large_page(10_000)
+    changed = page.replace(b"</body>", b"<p>new</p></body>")
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
+        kinds, actions = [], []
+        for document in (page, changed, changed, changed):
+            flow = page_flow(body=gzip.compress(document, 6, mtime=0), content_encoding="gzip")
+            run(rum, flow)
+            output = gzip.decompress(flow.response.raw_content)  # its trailer checked too
+            assert without_snippet(output) == document
+            assert output.index(b'<script src="/__rum/') == document.index(b"<title>")
+            key = memo.page_key(flow.request, HeaderView(flow.response.headers), rum.settings.scan_limit)
+            kinds.append(type(rum.memo.get(key)).__name__)
+            actions.append("remembered from an earlier response" in flow.metadata["rumproxy"]["action"])
+        # The first body as sections (it may come again); the changed one in one go; when it comes
+        # again, from what was remembered of it, and as sections from then on.
+        assert kinds == ["GzipRewrite", "KnownPage", "GzipRewrite", "GzipRewrite"]
+        assert actions == [False, False, True, True]
 
 
 def test_a_remembered_rewrite_that_fails_is_forgotten_and_the_page_rewritten_anew(rules, monkeypatch, caplog):
