@@ -487,6 +487,15 @@ def test_a_page_sent_again_reuses_its_rewrite(rules, encoding, size, streamed):
         assert rum.memo.count == 0
 
 
+def rewrite_gzip(rum: RumInject, document: bytes):
+    """The flow of `document` sent gzipped through the addon, and the page its client gets (its gzip trailer checked)."""
+    flow = page_flow(body=gzip.compress(document, 6, mtime=0), content_encoding="gzip")
+    run(rum, flow)
+    output = gzip.decompress(flow.response.raw_content)
+    assert without_snippet(output) == document
+    return flow, output
+
+
 def test_a_changed_page_and_a_page_with_a_csp_meta_are_rewritten_anew(rules):
     page = large_page(10_000)
     with_meta = page.replace(b"<title>", b'<title></title><meta http-equiv="Content-Security-Policy" content="img-src *"><title>')
@@ -494,9 +503,7 @@ def test_a_changed_page_and_a_page_with_a_csp_meta_are_rewritten_anew(rules):
     with taddons.context(rum) as tctx:
         tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
         for document in (page, page.replace(b"</body>", b"<p>new</p></body>"), with_meta, with_meta):
-            flow = page_flow(body=gzip.compress(document, 6, mtime=0), content_encoding="gzip")
-            run(rum, flow)
-            assert without_snippet(gzip.decompress(flow.response.raw_content)) == document
+            flow, _ = rewrite_gzip(rum, document)
             assert "remembered" not in flow.metadata["rumproxy"]["action"]
 
 
@@ -573,10 +580,7 @@ def test_a_gzip_page_that_changed_is_compressed_in_one_go_until_it_comes_again(r
         tctx.configure(rum, rum_rules=str(rules), rum_stream="never")
         kinds, actions = [], []
         for document in (page, changed, changed, changed):
-            flow = page_flow(body=gzip.compress(document, 6, mtime=0), content_encoding="gzip")
-            run(rum, flow)
-            output = gzip.decompress(flow.response.raw_content)  # its trailer checked too
-            assert without_snippet(output) == document
+            flow, output = rewrite_gzip(rum, document)
             assert output.index(b'<script src="/__rum/') == document.index(b"<title>")
             key = memo.page_key(flow.request, HeaderView(flow.response.headers), rum.settings.scan_limit)
             kinds.append(type(rum.memo.get(key)).__name__)
