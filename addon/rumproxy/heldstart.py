@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from rumproxy import codecs, gzipblocks
-
 from rumproxy.htmlscan import Insertion
 
 if TYPE_CHECKING:
@@ -78,6 +77,10 @@ class HeldStart:
         """The decoded page so far, which the insertion offset counts in."""
         return self.raw_body() if self.identity else bytes(self.decoded)
 
+    def starts_with(self, prefix: bytes) -> bool:
+        """Whether the decoded page so far starts with `prefix`, without copying it (document())."""
+        return (self.raw_body() if self.identity else self.decoded).startswith(prefix)
+
     def scan(self, chunk: bytes, end: bool) -> Insertion | LeaveAlone | None:
         """Hold `chunk` (b"" with `end`: the body ended) and scan what it decodes to: where the
         snippet goes, that the page goes on as received, or None while the scan needs more. A
@@ -102,7 +105,7 @@ class HeldStart:
                 # Tags are two bytes a character there: the ASCII tokenizer must not cut into them.
                 return LeaveAlone("UTF-16 page: only ASCII-compatible pages are injected while streaming")
         known, self.known_head = self.known_head, None
-        if known is not None and self.document().startswith(known.source):
+        if known is not None and self.starts_with(known.source):
             # One look, at the first bytes scanned: a body that starts shorter than the known
             # head (an app that flushes part of its head early) is scanned as it comes.
             self.took_known_head = True

@@ -88,6 +88,14 @@ class KnownHead:
         return len(self.source)
 
 
+HEAD = "head"
+
+
+def head_key(key: Hashable) -> Hashable:
+    """The memo's key for the head of the page that `key` names, beside its whole rewrite."""
+    return (HEAD, key)
+
+
 def known_head(document: bytes, offset: int, placement: str, through: int, charset: Charset) -> KnownHead | None:
     """The head of a page whose scan decided on its first `through` bytes, and found `charset` in
     the first PRESCAN_BYTES; None for a page shorter than those."""
@@ -103,14 +111,6 @@ def remember_head(
     head = known_head(document, insertion.offset, insertion.placement, through, charset)
     if head is not None and charset.ascii_compatible:
         store.put(head_key(key), head)
-
-
-HEAD = "head"
-
-
-def head_key(key: Hashable) -> Hashable:
-    """The memo's key for the head of the page that `key` names, beside its whole rewrite."""
-    return (HEAD, key)
 
 
 class RewriteMemo:

@@ -33,7 +33,8 @@ class Job:
 
 
 def rewrite(raw: bytes, job: Job) -> Rewritten:
-    known = job.memo.get(job.memo_key) if job.memo.budget else None
+    remembers = job.memo.budget > 0
+    known = job.memo.get(job.memo_key) if remembers else None
     try:
         result = _remembered(raw, job, known) if known is not None else None
     except Exception as e:  # the memo only saves work: the body is rewritten anew
@@ -43,7 +44,6 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
     if result is None and job.encoding == "gzip" and _splices(raw, job):
         result = _spliced(raw, job)
     if result is None:
-        remembers = job.memo.budget > 0
         known_head = job.memo.get(memo.head_key(job.memo_key)) if remembers else None
         assert known_head is None or isinstance(known_head, memo.KnownHead)
         result = inject_buffered(
@@ -60,7 +60,7 @@ def rewrite(raw: bytes, job: Job) -> Rewritten:
         )
         if result.head is not None and remembers:
             job.memo.put(memo.head_key(job.memo_key), result.head)
-    if result.reusable is not None and job.memo.budget:
+    if result.reusable is not None and remembers:
         job.memo.put(job.memo_key, result.reusable)
     return result
 
@@ -89,14 +89,14 @@ def _remembered(raw: bytes, job: Job, known: memo.Remembered) -> Rewritten | Non
             if body is None:
                 return None  # the splicing stream decides what to do with this body's end
             detail = _reused(known.splice.original_size) + detail
-    elif job.encoding == "gzip" and known.document is not None:
-        assert isinstance(known, memo.KnownPage)
-        # Came again after all (see `sections`): remembered as sections from now on.
-        body, sections = gzipmemo.rewrite_whole(raw, known.document, known.offset, markup, known.placement, known.codec)
-        job.memo.put(job.memo_key, sections)
     else:
         assert isinstance(known, memo.KnownPage)
-        body = known.body(markup, job.encoding)
+        if job.encoding == "gzip" and known.document is not None:
+            # Came again after all (see `sections`): remembered as sections from now on.
+            body, sections = gzipmemo.rewrite_whole(raw, known.document, known.offset, markup, known.placement, known.codec)
+            job.memo.put(job.memo_key, sections)
+        else:
+            body = known.body(markup, job.encoding)
     return Rewritten(body, "injected", known.offset, known.placement, detail)
 
 
