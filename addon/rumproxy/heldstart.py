@@ -11,13 +11,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from rumproxy import codecs, gzipblocks
-from rumproxy.htmlscan import Insertion
+from rumproxy.htmlscan import Insertion, PageFacts
 
 if TYPE_CHECKING:
     from rumproxy.htmlscan import InsertionScanner
     from rumproxy.memo import KnownHead
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# The page so far (read during the call only), its point, its facts and htmlscan's decided_through.
+RememberHead = Callable[[bytes | bytearray, Insertion, PageFacts, int | None], None]
 
 
 class LeaveAlone(NamedTuple):
@@ -37,7 +39,7 @@ class HeldStart:
         *,
         splices: bool,
         known_head: KnownHead | None = None,
-        remember_head: Callable[[bytes, Insertion, int], None] | None = None,
+        remember_head: RememberHead | None = None,
     ) -> None:
         self.encoding = encoding  # normalized (codecs.normalize_encoding)
         self.identity = encoding == "identity"
@@ -78,8 +80,12 @@ class HeldStart:
         return self.raw_body() if self.identity else bytes(self.decoded)
 
     def starts_with(self, prefix: bytes) -> bool:
-        """Whether the decoded page so far starts with `prefix`, without copying it (document())."""
-        return (self.raw_body() if self.identity else self.decoded).startswith(prefix)
+        """Whether the decoded page so far starts with `prefix`."""
+        return self._page_so_far().startswith(prefix)
+
+    def _page_so_far(self) -> bytes | bytearray:
+        # document() without copying a decoded page: for reading before the next chunk is held.
+        return self.raw_body() if self.identity else self.decoded
 
     def scan(self, chunk: bytes, end: bool) -> Insertion | LeaveAlone | None:
         """Hold `chunk` (b"" with `end`: the body ended) and scan what it decodes to: where the
@@ -115,9 +121,8 @@ class HeldStart:
         if scanner.facts.amp:
             return LeaveAlone("amp page")
         if insertion is not None:
-            through = scanner.decided_through
-            if self._remember_head is not None and through is not None and scanner.facts.csp_meta is None:
-                self._remember_head(self.document(), insertion, through)
+            if self._remember_head is not None:
+                self._remember_head(self._page_so_far(), insertion, scanner.facts, scanner.decided_through)
             return insertion
         if scanner.exhausted:
             scanned = self.raw_size if self.identity else len(self.decoded)

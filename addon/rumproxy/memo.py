@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from rumproxy.charset import Charset
     from rumproxy.headerview import HeaderView
-    from rumproxy.htmlscan import Insertion
+    from rumproxy.htmlscan import Insertion, PageFacts
 
 REMEMBERED = "; remembered from an earlier response with the same bytes (rum_memo)"  # for the flow's annotation
 HEAD_REMEMBERED = "; the point of an earlier response that started with the same bytes (rum_memo)"
@@ -96,19 +96,34 @@ def head_key(key: Hashable) -> Hashable:
     return (HEAD, key)
 
 
-def known_head(document: bytes, offset: int, placement: str, through: int, charset: Charset) -> KnownHead | None:
-    """The head of a page whose scan decided on its first `through` bytes, and found `charset` in
-    the first PRESCAN_BYTES; None for a page shorter than those."""
+def known_head(
+    document: bytes | bytearray, insertion: Insertion, facts: PageFacts, through: int | None, charset: Charset
+) -> KnownHead | None:
+    """The head of a page whose scan decided on its first `through` bytes (htmlscan's
+    decided_through), and found `charset` in the first PRESCAN_BYTES. None for a page decided only
+    at its end (`through` None), one with a <meta> Content-Security-Policy (its edit depends on the
+    rule), or one shorter than those bytes."""
+    if through is None or facts.csp_meta is not None:
+        return None
     through = max(through, PRESCAN_BYTES)
-    return KnownHead(document[:through], offset, placement, charset) if len(document) >= through else None
+    if len(document) < through:
+        return None
+    return KnownHead(bytes(document[:through]), insertion.offset, insertion.placement, charset)
 
 
 def remember_head(
-    store: RewriteMemo, key: Hashable, content_type: str | None, document: bytes, insertion: Insertion, through: int
+    store: RewriteMemo,
+    key: Hashable,
+    content_type: str | None,
+    document: bytes | bytearray,
+    insertion: Insertion,
+    facts: PageFacts,
+    through: int | None,
 ) -> None:
-    """Remember the head of a page a stream scanned (InjectingStream's remember_head)."""
+    """Remember the head of a page a stream scanned (InjectingStream's remember_head); `document`,
+    the page so far, is only read while this runs."""
     charset = detect_charset(content_type, document[:PRESCAN_BYTES])
-    head = known_head(document, insertion.offset, insertion.placement, through, charset)
+    head = known_head(document, insertion, facts, through, charset)
     if head is not None and charset.ascii_compatible:
         store.put(head_key(key), head)
 

@@ -119,8 +119,7 @@ def inject_buffered(
         insertion, facts, reason, through = locate(document, limit)
         if insertion is None:
             return Rewritten(None, reason)
-        if through is not None and facts.csp_meta is None:
-            head = memo.known_head(document, insertion.offset, insertion.placement, through, charset)
+        head = memo.known_head(document, insertion, facts, through, charset)
     encoded_snippet = snippet_bytes(snippet, charset)
     if encoded_snippet is None:
         return Rewritten(None, f"the snippet cannot be written in charset {charset.label!r}")

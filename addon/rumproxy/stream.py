@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rumproxy import codecs, encoders, gzipblocks, gzipsplice, vectorstate
 from rumproxy import memo as memos
-from rumproxy.heldstart import HeldStart, LeaveAlone
+from rumproxy.heldstart import HeldStart, LeaveAlone, RememberHead
 from rumproxy.htmlscan import loads_agent
 from rumproxy.reencodetail import ReencodingTail
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
@@ -74,7 +74,7 @@ class InjectingStream:
         memo_key: Hashable = None,
         body_length: int | None = None,
         known_head: memos.KnownHead | None = None,
-        remember_head: Callable[[bytes, Insertion, int], None] | None = None,
+        remember_head: RememberHead | None = None,
     ) -> None:
         name = codecs.normalize_encoding(encoding)
         if name is None:

@@ -111,9 +111,9 @@ def remembered_head(enc: str, splice: bool, document: bytes) -> memo.KnownHead |
     """The head a stream remembers of `document` (InjectingStream's remember_head)."""
     heads: list[memo.KnownHead | None] = []
 
-    def remember(page: bytes, insertion: htmlscan.Insertion, through: int) -> None:
+    def remember(page: bytes | bytearray, insertion: htmlscan.Insertion, facts: htmlscan.PageFacts, through: int | None) -> None:
         charset = detect_charset("text/html", page[:1024])
-        heads.append(memo.known_head(page, insertion.offset, insertion.placement, through, charset))
+        heads.append(memo.known_head(page, insertion, facts, through, charset))
 
     stream, _ = make(enc, splice=splice, remember_head=remember)
     sent_through(stream, [encoders.encode(document, enc)])
