@@ -10,27 +10,27 @@ import dataclasses
 import functools
 import logging
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, decision, flownotes, hosting, htmlscan, memo, pagerequest, tracing, vectorstate, wholebody
+from rumproxy import codecs, decision, flownotes, hosting, memo, pagerequest, tracing, vectorstate, wholebody
 from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
-from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
+from rumproxy.pagestream import page_stream, streamed_framing
 from rumproxy.planning import Plan, instrumented_fields, make_plan, site, streamable
 from rumproxy.redirects import FollowedTrace, RedirectTraces, client_of
 from rumproxy.reload import RulesWatcher
 from rumproxy.rules import Rule, RulesError, load_rules
 from rumproxy.settings import MEMO_MIB, Settings, declare_options
 from rumproxy.snippet import PageTrace
-from rumproxy.stream import InjectingStream, StreamOutcome
+from rumproxy.stream import StreamOutcome
 from rumproxy.streamnotices import OwnStreamNotices
 
 logger = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class FlowState:
@@ -170,14 +170,13 @@ class RumInject:
             return  # the response hook rewrites the whole body
         self.flows.pop(flow, None)
         encoding = codecs.normalize_encoding(headers.get(b"content-encoding")) or "identity"
-        stream = self._stream(
-            flow, state.plan, encoding, headers, on_done=lambda outcome: self._streamed(flow, state, outcome)
-        )
+        stream = page_stream(
+            flow.request, response, state.plan, encoding, headers, self.settings, self.memo,
+            on_done=lambda outcome: self._streamed(flow, state, outcome),
+        )  # fmt: skip
         # Headers go out before the body is seen: they describe the instrumented page. Should the
         # stream pass the body through after all (an AMP page, say), they still fit it.
-        framing: dict[bytes, Edit] = {b"content-length": None}
-        if flow.request.http_version == "HTTP/1.1" and "chunked" not in headers.get(b"transfer-encoding", ""):
-            framing[b"transfer-encoding"] = "chunked"
+        framing = streamed_framing(flow.request.http_version, headers)
         response.headers.fields = instrumented_fields(headers, state.rule, state.trace, state.tracestate, state.plan.csp, framing)
         response.stream = CoalescingStream(stream)
         self.stream_notices.expect(flow.request.host)
@@ -204,36 +203,6 @@ class RumInject:
         if self.settings.rewrites_whole(flow.request.http_version, headers.get(b"content-length")):
             return False
         return streamable(plan, headers)
-
-    def _stream(
-        self,
-        flow: http.HTTPFlow,
-        plan: Plan,
-        encoding: str,
-        headers: HeaderView,
-        on_done: Callable[[StreamOutcome], None] | None = None,
-        key: memo.PageKey | None = None,
-    ) -> InjectingStream:
-        settings = self.settings
-        options = dict(
-            encoding=encoding,
-            snippet=plan.markup.encode("ascii"),
-            scanner=htmlscan.InsertionScanner(settings.scan_limit),
-            on_done=on_done,
-            label=UrlLabel(flow.request),
-            edit_policy=plan.edit_policy,
-            splice=settings.gzip_splice,
-            body_length=decision.declared_body_length(flow.response.http_version, headers) if flow.response else None,
-        )
-        if not self.memo.budget:
-            return InjectingStream(**options)
-        if key is None:
-            key = memo.page_key(flow.request, headers, settings.scan_limit)
-        options["known_head"] = self.memo.get(memo.head_key(key))
-        options["remember_head"] = functools.partial(memo.remember_head, self.memo, key, headers.get(b"content-type"))
-        if encoding != "gzip":
-            return InjectingStream(**options)
-        return ReplayingStream(**options, snippet_fixed=plan.markup_fixed, memo=self.memo, memo_key=key)
 
     def _streamed(self, flow: http.HTTPFlow, state: FlowState, outcome: StreamOutcome) -> None:
         if outcome.injected:
@@ -281,7 +250,7 @@ class RumInject:
             memo_key=key,
             label=UrlLabel(flow.request),
             splicing_stream=(
-                functools.partial(self._stream, flow, plan, "gzip", headers, key=key)
+                functools.partial(page_stream, flow.request, response, plan, "gzip", headers, self.settings, self.memo, key=key)
                 if encoding == "gzip" and self.settings.gzip_splice and streamable(plan, headers)
                 else None
             ),
