@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from . import _htmltokens as tok
 
-__all__ = ["Charset", "detect_charset"]
+__all__ = ["Charset", "declared_in_header", "detect_charset"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,12 @@ def detect_charset(content_type: str | None, body_prefix: bytes) -> Charset:
     if label:
         return _charset(label, "meta")
     return Charset("cp1252", "windows-1252", "default", b"", True)
+
+
+@functools.lru_cache(maxsize=256)
+def declared_in_header(content_type: str | None) -> bool:
+    """Whether a Content-Type names the page's charset: a browser then reads none from its metas."""
+    return bool(content_type) and bool(_header_label(content_type))
 
 
 def _charset(label: str, source: str) -> Charset:

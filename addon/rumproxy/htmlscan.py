@@ -27,6 +27,13 @@ Placement rules (the product's spec):
    A `<meta http-equiv="Content-Security-Policy">` decides too, with the point
    before it: scripts that run before a meta policy is parsed are not subject
    to it (its span is reported in PageFacts.csp_meta, for its connect-src).
+   A `<base>` with an `href` changes what the snippet's relative URLs (the
+   agent's, `/__rum/…` by default) resolve against, once it is parsed: on a
+   page whose charset the browser takes from outside its markup (a BOM, or
+   `charset_declared`: a charset in its Content-Type), nothing moves the point
+   past such a `<base>`, and a `<script` or `<body` of rule 2 decides at the
+   point before it. Elsewhere a meta after it still moves the point, since a
+   charset meta pushed past the first 1,024 bytes would go unread.
 2. Before any `<head>`: a `<script` start tag decides "before-script" (right
    before it); a `<body` start tag decides "before-body" (right before it);
    any other start tag that cannot be in a head decides at the current point:
@@ -106,6 +113,7 @@ _HEAD_CONTENT = frozenset(
 # Before a head, html and head start tags do not end the implicit head either.
 _BEFORE_HEAD_NEUTRAL = (_HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
 _INERT = frozenset({b"noscript", b"template"})
+_BEFORE_THEM = {b"script": "before-script", b"body": "before-body"}  # before a head: right before them
 _BOLT = "⚡".encode()
 _AMP = frozenset({b"amp", b"amp4email", b"amp4ads", _BOLT, _BOLT + b"4email", _BOLT + b"4ads"})
 _PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})
@@ -125,10 +133,12 @@ class InsertionScanner(tok.Tokenizer):
     """Incremental. feed() chunks split anywhere (even inside a tag, a comment, a quoted attribute,
     a multi-byte char); returns the Insertion as soon as it is known, else None."""
 
-    def __init__(self, limit: int = 64 * 1024) -> None:
+    def __init__(self, limit: int = 64 * 1024, *, charset_declared: bool = False) -> None:
         if limit < 1:
             raise ValueError(f"limit must be positive, not {limit}")
         super().__init__()
+        self._charset_declared = charset_declared  # in the Content-Type (charset.declared_in_header)
+        self._held_by_base = False  # a <base href> came, on a page whose metas do not name its charset
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
@@ -200,6 +210,8 @@ class InsertionScanner(tok.Tokenizer):
         return Insertion(len(_BOM) if self._prefix == _BOM else 0, "start")
 
     def _advance(self, offset: int, placement: str) -> None:
+        if self._held_by_base:
+            return
         if self._point is None or offset > self._point.offset:
             self._point = Insertion(offset, placement)
 
@@ -216,10 +228,8 @@ class InsertionScanner(tok.Tokenizer):
                 return self._decide(self._current(), through)
         elif name not in _BEFORE_HEAD_NEUTRAL:
             # Inside noscript/template a script or body is inert text: stay before it.
-            if name == b"script" and not self._inert:
-                return self._decide(Insertion(offset, "before-script"), through)
-            if name == b"body" and not self._inert:
-                return self._decide(Insertion(offset, "before-body"), through)
+            if name in _BEFORE_THEM and not self._inert and not self._held_by_base:
+                return self._decide(Insertion(offset, _BEFORE_THEM[name]), through)
             return self._decide(self._current(), through)
         return False
 
@@ -239,6 +249,9 @@ class InsertionScanner(tok.Tokenizer):
                 return self._decide(self._current(), end)
             if _moves_point(attrs):
                 self._advance(end, "after-meta")
+        elif name == b"base":
+            if (self._charset_declared or self._prefix == _BOM) and b"href" in rest.lower() and b"href" in tok.attributes(rest):
+                self._held_by_base = True
         elif name == b"html":
             if not self._amp and _may_be_amp(rest) and not _AMP.isdisjoint(tok.attributes(rest)):
                 self._amp = True
@@ -264,8 +277,10 @@ class InsertionScanner(tok.Tokenizer):
             self._advance(end, "after-doctype")
 
 
-def find_insertion_point(document: bytes, limit: int | None = None) -> tuple[Insertion, PageFacts]:
+def find_insertion_point(
+    document: bytes, limit: int | None = None, *, charset_declared: bool = False
+) -> tuple[Insertion, PageFacts]:
     """Whole-document convenience (None = no limit): feed everything, then finish()."""
-    scanner = InsertionScanner(len(document) + 1 if limit is None else limit)
+    scanner = InsertionScanner(len(document) + 1 if limit is None else limit, charset_declared=charset_declared)
     scanner.feed(document)
     return scanner.finish(), scanner.facts

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rumproxy import decision, htmlscan, memo
+from rumproxy.charset import declared_in_header
 from rumproxy.flownotes import UrlLabel
 from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
@@ -35,10 +36,11 @@ def page_stream(
     """A stream that injects `plan`'s markup into the page `request` asked for. With a memo budget it
     takes the head remembered for the page (`key`, made here if not given) and remembers its own;
     a gzip body also sends the remembered rewrite of an earlier body with the same bytes again."""
+    content_type = headers.get(b"content-type")
     options = dict(
         encoding=encoding,
         snippet=plan.markup.encode("ascii"),
-        scanner=htmlscan.InsertionScanner(settings.scan_limit),
+        scanner=htmlscan.InsertionScanner(settings.scan_limit, charset_declared=declared_in_header(content_type)),
         on_done=on_done,
         label=UrlLabel(request),
         edit_policy=plan.edit_policy,
@@ -50,7 +52,7 @@ def page_stream(
     if key is None:
         key = memo.page_key(request, headers, settings.scan_limit)
     options["known_head"] = store.get(memo.head_key(key))
-    options["remember_head"] = functools.partial(memo.remember_head, store, key, headers.get(b"content-type"))
+    options["remember_head"] = functools.partial(memo.remember_head, store, key, content_type)
     if encoding != "gzip":
         return InjectingStream(**options)
     return ReplayingStream(**options, snippet_fixed=plan.markup_fixed, memo=store, memo_key=key)

@@ -15,6 +15,8 @@ UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 _CONTENT_ATTRIBUTE = re.compile(rb"""[\s/]content\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
 
 AGENT_LOADED = "page loads the Elastic RUM agent already"
+# Where a page's charset comes from when a browser reads none from its metas (htmlscan's charset_declared).
+OUTSIDE_MARKUP = ("bom", "header")
 NO_FACTS = htmlscan.PageFacts(amp=False)
 
 PolicyEdit = Callable[[str], str]  # a page's CSP text -> the text that lets the snippet's beacons through
@@ -116,7 +118,7 @@ def inject_buffered(
             return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
         if not charset.ascii_compatible:
             return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
-        insertion, facts, reason, through = locate(document, limit)
+        insertion, facts, reason, through = locate(document, limit, charset_declared=charset.source in OUTSIDE_MARKUP)
         if insertion is None:
             return Rewritten(None, reason)
         head = memo.known_head(document, insertion, facts, through, charset)
@@ -145,9 +147,9 @@ class Located(NamedTuple):
     through: int | None  # the document's bytes the insertion depends on (decided_through)
 
 
-def locate(document: bytes, limit: int | None) -> Located:
+def locate(document: bytes, limit: int | None, *, charset_declared: bool = False) -> Located:
     """The insertion point as the streaming scanner would find it, or None and why not."""
-    scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1)
+    scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1, charset_declared=charset_declared)
     insertion = scanner.feed(document)
     if reason := body_skip_reason(document, scanner.facts):
         return Located(None, scanner.facts, reason, None)
@@ -167,7 +169,7 @@ def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: 
     except UnicodeDecodeError as e:
         return Rewritten(None, f"body is not valid {codec}: {e}")
     view = text.encode("utf-8", "surrogatepass")
-    insertion, _, reason, _ = locate(view, limit)
+    insertion, _, reason, _ = locate(view, limit, charset_declared=True)  # by its BOM
     if insertion is None:
         return Rewritten(None, reason)
     characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))

@@ -21,6 +21,8 @@ GET /cached                a page browsers keep: fresh for ten minutes (Cache-Co
                            revalidated by its ETag (304); links to /away, which links back
 GET /prefetching           <link rel=prefetch> of /cached, and a link to it
 GET|POST /login            a form that POSTs to itself; the POST answers 303 to /
+GET /based                 Joomla's head for a page that is not HTML5: <base href> (to ?base=ORIGIN/)
+                           before the charset meta; the Content-Type names the charset too
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -205,6 +207,19 @@ def csp_report_only() -> Response:
     response = html_response(page("csp report-only", OWN_SCRIPT_TAG + "\n"))
     response.headers["Content-Security-Policy-Report-Only"] = "script-src 'self'; connect-src 'self'"
     return response
+
+
+@app.get("/based")
+def based() -> Response:
+    base = html.escape(request.args.get("base", ""), quote=True)
+    return html_response(
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml" lang="en">\n<head>\n'
+        f'  <base href="{base}/" />\n  <meta http-equiv="content-type" content="text/html; charset=utf-8" />\n'
+        "  <title>based</title>\n</head>\n<body>\n<h1>based</h1>\n"
+        f"<script>{MARK_SCRIPT}</script>\n</body>\n</html>\n"
+    )
 
 
 @app.get("/spa")

@@ -121,6 +121,15 @@ BODIES: dict[str, bytes] = {
         b"<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\">\n"
         b"<title>metacsp</title>\n</head>\n<body>\n<p>CSP in a meta tag.</p>\n</body>\n</html>\n"
     ),
+    # Joomla's head for a page that is not HTML5: its <base> first, then the charset meta.
+    "joomla": (
+        b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+        b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n'
+        b'<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en-gb" lang="en-gb" dir="ltr">\n<head>\n'
+        b'  <base href="https://www.example.org/" />\n'
+        b'  <meta http-equiv="content-type" content="text/html; charset=utf-8" />\n'
+        b"  <title>Home</title>\n</head>\n<body>\n<p>A CMS page.</p>\n</body>\n</html>\n"
+    ),
     "big": _big(),
     "prose": _prose(),
     "latin1": LATIN1.encode("iso-8859-1"),

@@ -91,6 +91,21 @@ def test_cross_origin_api_call_continues_the_page_trace(browser_page: BrowserPag
     browser_page.assert_clean()
 
 
+def test_a_base_href_to_another_origin_does_not_take_the_agent_away(browser_page: BrowserPage, proxy: Mitmdump,
+                                                                    api: BrowserApp, intake: Intake) -> None:
+    """A page whose <base href> names another origin before its charset meta (Joomla's head): the
+    agent, at a root-relative URL, still comes from the proxy, and the page load is linked."""
+    url = f"{proxy.url}/based?base={api.origin}"
+    browser_page.goto(url)
+    assert browser_page.own_script_ran()
+    assert browser_page.page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url, "GET /based"), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
 def new_page_load(url: str, seen: list[Event]) -> Callable[[list[Event]], Event | None]:
     """For wait_for_intake: a page load of `url` that is none of `seen`."""
     known = {load["id"] for load in seen}

@@ -81,6 +81,20 @@ def test_a_page_that_changes_below_its_head_on_every_request_is_injected_exactly
     assert len(trace_ids) == 3
 
 
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+@pytest.mark.parametrize(
+    "ctype, before", [("text/html; charset=utf-8", b"<head>"), ("text/html", b'charset=utf-8" />')], ids=["declared", "meta"]
+)
+def test_the_agent_goes_before_a_base_href_unless_a_charset_meta_must_stay_first(http, upstream, proxy, encoding, ctype, before):
+    """A <base href> would send the browser to its origin for /__rum/…: where the Content-Type names
+    the charset the snippet goes before the <base>; where the meta after it does, after that meta."""
+    for _ in range(2):  # scanned, then remembered
+        response = fetch(http, f"{proxy.url}/page?body=joomla&encoding={encoding}&ctype={ctype}", headers={"Accept-Encoding": encoding})
+        offset, inserted = split_insertion(BODIES["joomla"], DECODERS[encoding](response.raw_body), starts_with=b"<script")
+        assert BODIES["joomla"][:offset].endswith(before)
+        assert b"elasticApm" in inserted
+
+
 def test_strong_etag_becomes_weak(http, upstream, proxy):
     proxied = fetch(http, f'{proxy.url}/page?body=basic&h=ETag: "v1"&h=Accept-Ranges: bytes')
     assert proxied.headers["etag"] == 'W/"v1"'

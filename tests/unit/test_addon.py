@@ -663,3 +663,31 @@ def test_a_streamed_gzip_page_clears_after_every_call_and_after_the_tail_it_yiel
         assert decoded.replace(decoded[decoded.index(b"<script") : decoded.rindex(b"</script>") + 9], b"") == page
         calls = len(chunks) + 1  # and the end's call with b""
         assert len(clears) >= calls + 1  # the injecting call's generator clears once more, after the tail
+
+
+JOOMLA = (
+    b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "x.dtd">\n<html xmlns="http://www.w3.org/1999/xhtml">\n<head>\n'
+    b'  <base href="https://www.example.org/" />\n  <meta http-equiv="content-type" content="text/html; charset=utf-8" />\n'
+    b"  <title>Home</title>\n"
+)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("encoding, size", [("identity", 10_000), ("gzip", 10_000), ("gzip", 200_000)])
+def test_the_agent_goes_before_a_base_href_when_the_content_type_names_the_charset(rules, encoding, streamed, size):
+    # Else the browser would ask the <base>'s origin for /__rum/...: a reverse proxy's pages then
+    # load no agent. Without a charset in the Content-Type the charset meta must not move.
+    document = JOOMLA + large_page(size).split(b"<title>", 1)[1]
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always" if streamed else "never")
+        for content_type, expected in (
+            ("text/html; charset=utf-8", document.index(b"\n  <base")),
+            ("text/html", document.index(b"\n  <title>")),
+        ):
+            for _ in range(2):  # scanned, then the remembered point
+                flow = page_flow(body=encoders.encode(document, encoding), content_encoding=encoding, content_type=content_type)
+                run(rum, flow)
+                output = codecs.decode(stream_through(flow) if streamed else flow.response.raw_content, encoding)
+                assert without_snippet(output) == document
+                assert output.index(b'<script src="/__rum/') == expected, flow.metadata["rumproxy"]["action"]

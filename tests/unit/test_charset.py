@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumproxy.charset import Charset, detect_charset
+from rumproxy.charset import Charset, declared_in_header, detect_charset
 
 DEFAULT = Charset("cp1252", "windows-1252", "default", b"", True)
 
@@ -126,3 +126,21 @@ def test_never_raises_and_names_a_real_codec(content_type: str | None, body: byt
         codecs.lookup(found.codec)
     if found.ascii_compatible:
         assert b'<script src="x"></script>'.decode(found.codec or "") == '<script src="x"></script>'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "declared"),
+    [
+        ("text/html; charset=utf-8", True),
+        ('text/html;charset="ISO-8859-1"', True),
+        ("text/html; Charset = windows-1252; q=1", True),
+        ("text/html", False),
+        ("text/html; charset=", False),
+        ("text/html; boundary=x", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_declared_in_header(content_type, declared):
+    # A charset in the Content-Type: the browser reads none from the page's metas (htmlscan's charset_declared).
+    assert declared_in_header(content_type) is declared

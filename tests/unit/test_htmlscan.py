@@ -37,6 +37,7 @@ class Frag:
     name: bytes = b""
     moves: bool = False  # a meta declaring a charset or X-UA-Compatible
     amp: bool = False
+    base_href: bool = False  # a <base> with an href attribute
 
 
 HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
@@ -129,6 +130,18 @@ def meta_tag(draw: st.DrawFn) -> Frag:
     return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves)
 
 
+@st.composite
+def base_tag(draw: st.DrawFn) -> Frag:
+    attrs = draw(plain_attrs())
+    href = draw(st.booleans())
+    if href:
+        # The first of duplicate attributes wins, and any href counts, even one without a value.
+        attrs.insert(draw(st.integers(0, len(attrs))), draw(attribute(draw(any_case("href")), b"https://elsewhere.example/")))
+    elif draw(st.booleans()):
+        attrs.append(draw(st.sampled_from([b"target=_top", b"data-href=x", b'title="href"', b"hrefx=1"])))
+    return Frag(draw(start_tag("base", attrs)), "start", b"base", base_href=href)
+
+
 RAW_TEXT = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes")
 
 
@@ -189,7 +202,7 @@ end_tag = st.sampled_from(["head", "noscript", "template", "div", "body", "html"
         lambda t: Frag(b"</" + t[0] + t[1], "end", word.encode())
     )
 )
-fragment = st.one_of(element_start(), html_tag(), meta_tag(), raw_element(), comment(), bogus, doctype, text, end_tag)
+fragment = st.one_of(element_start(), html_tag(), meta_tag(), base_tag(), raw_element(), comment(), bogus, doctype, text, end_tag)
 head_tag = plain_attrs().flatmap(lambda attrs: start_tag("head", attrs)).map(lambda data: Frag(data, "start", b"head"))
 body_tag = plain_attrs().flatmap(lambda attrs: start_tag("body", attrs)).map(lambda data: Frag(data, "start", b"body"))
 # Shaped like pages (prologue, html, head, head content, anything) so that every placement is common.
@@ -199,16 +212,20 @@ documents = st.tuples(
         st.lists(st.one_of(doctype, comment(), bogus, text), max_size=2),
         st.lists(html_tag(), max_size=1),
         st.lists(head_tag, max_size=1),
-        st.lists(st.one_of(meta_tag(), comment(), text, raw_element()), max_size=4),
+        st.lists(st.one_of(meta_tag(), base_tag(), comment(), text, raw_element()), max_size=4),
         st.lists(st.one_of(fragment, body_tag, raw_element(("script",))), max_size=8),
     ).map(lambda parts: [frag for part in parts for frag in part]),
 )
 
 
-def model(bom: bytes, frags: list[Frag]) -> tuple[Insertion, bool]:
+def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tuple[Insertion, bool]:
     """The placement rules applied to an already tokenized document."""
     point = Insertion(len(bom), "start")
-    in_head = seen_html = seen_doctype = amp = False
+    in_head = seen_html = seen_doctype = amp = held = False
+
+    def advance(to: Insertion) -> Insertion:
+        return point if held else to
+
     inert = 0
     start = len(bom)
     for frag in frags:
@@ -216,12 +233,12 @@ def model(bom: bytes, frags: list[Frag]) -> tuple[Insertion, bool]:
         name = frag.name
         if frag.kind == "doctype" and not (seen_doctype or seen_html or in_head or inert):
             seen_doctype = True
-            point = Insertion(end, "after-doctype")
+            point = advance(Insertion(end, "after-doctype"))
         elif frag.kind in ("start", "raw"):
             if in_head and (name == b"script" or name not in HEAD_CONTENT):
                 return point, amp
             if not in_head and name not in NEUTRAL:
-                if name in (b"script", b"body") and not inert:
+                if name in (b"script", b"body") and not inert and not held:
                     return Insertion(start, f"before-{name.decode()}"), amp
                 return point, amp
             if name in INERT:
@@ -229,15 +246,17 @@ def model(bom: bytes, frags: list[Frag]) -> tuple[Insertion, bool]:
             elif inert:
                 pass
             elif frag.moves:
-                point = Insertion(end, "after-meta")
+                point = advance(Insertion(end, "after-meta"))
+            elif frag.base_href:
+                held = held or charset_declared or bool(bom)
             elif name == b"html":
                 amp = amp or frag.amp
                 if not seen_html:
                     seen_html = True
-                    point = Insertion(end, "after-html")
+                    point = advance(Insertion(end, "after-html"))
             elif name == b"head":
                 in_head = True
-                point = Insertion(end, "after-head")
+                point = advance(Insertion(end, "after-head"))
         elif frag.kind == "end":
             if name == b"head" and in_head:
                 return point, amp
@@ -247,8 +266,8 @@ def model(bom: bytes, frags: list[Frag]) -> tuple[Insertion, bool]:
     return point, amp
 
 
-def feed_in_chunks(document: bytes, cuts: list[int], limit: int) -> tuple[Insertion, PageFacts, bool]:
-    scanner = InsertionScanner(limit)
+def feed_in_chunks(document: bytes, cuts: list[int], limit: int, charset_declared: bool = False) -> tuple[Insertion, PageFacts, bool]:
+    scanner = InsertionScanner(limit, charset_declared=charset_declared)
     bounds = [0, *sorted(cuts), len(document)]
     early = None
     for lo, hi in zip(bounds, bounds[1:]):
@@ -264,19 +283,20 @@ def feed_in_chunks(document: bytes, cuts: list[int], limit: int) -> tuple[Insert
 def test_generated_documents_match_the_model_in_any_chunking(doc: tuple[bytes, list[Frag]], data: st.DataObject) -> None:
     bom, frags = doc
     document = bom + b"".join(f.data for f in frags)
-    expected, amp = model(bom, frags)
+    declared = data.draw(st.booleans(), label="charset_declared")
+    expected, amp = model(bom, frags, declared)
 
-    whole, facts = find_insertion_point(document)
+    whole, facts = find_insertion_point(document, charset_declared=declared)
     assert whole == expected
     assert facts.amp == amp
 
     cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=8))
-    assert feed_in_chunks(document, cuts, len(document) + 1)[:2] == (whole, facts)
+    assert feed_in_chunks(document, cuts, len(document) + 1, declared)[:2] == (whole, facts)
 
     # Were the point inside a comment, a tag or raw text, the inserted script
     # would not be a tag there and a rescan would land elsewhere.
     injected = document[: whole.offset] + SNIPPET + document[whole.offset :]
-    assert find_insertion_point(injected)[0].offset == whole.offset
+    assert find_insertion_point(injected, charset_declared=declared)[0].offset == whole.offset
     assert injected[: whole.offset] + injected[whole.offset + len(SNIPPET) :] == document
 
 
@@ -291,9 +311,10 @@ noise = st.one_of(
 @given(st.lists(noise, max_size=16).map(b"".join), st.data())
 def test_arbitrary_bytes_are_chunking_independent_and_land_on_token_edges(document: bytes, data: st.DataObject) -> None:
     limit = data.draw(st.one_of(st.none(), st.integers(1, len(document) + 2)))
-    whole, facts = find_insertion_point(document, limit)
+    declared = data.draw(st.booleans(), label="charset_declared")
+    whole, facts = find_insertion_point(document, limit, charset_declared=declared)
     cuts = data.draw(st.lists(st.integers(0, len(document)), max_size=8))
-    chunked, chunked_facts, _ = feed_in_chunks(document, cuts, len(document) + 1 if limit is None else limit)
+    chunked, chunked_facts, _ = feed_in_chunks(document, cuts, len(document) + 1 if limit is None else limit, declared)
     assert (chunked, chunked_facts) == (whole, facts)
 
     bom = len(BOM) if document.startswith(BOM) else 0
@@ -301,17 +322,18 @@ def test_arbitrary_bytes_are_chunking_independent_and_land_on_token_edges(docume
     assert whole.offset == bom or document[whole.offset - 1 : whole.offset] == b">" or document[whole.offset : whole.offset + 1] == b"<"
     if limit is None:
         injected = document[: whole.offset] + SNIPPET + document[whole.offset :]
-        assert find_insertion_point(injected)[0].offset == whole.offset
+        assert find_insertion_point(injected, charset_declared=declared)[0].offset == whole.offset
 
 
 @PROPERTY
 @given(
     st.one_of(documents.map(lambda doc: doc[0] + b"".join(f.data for f in doc[1])), st.lists(noise, max_size=16).map(b"".join)),
     st.lists(noise, max_size=8).map(b"".join),
+    st.booleans(),
 )
-def test_a_decision_rests_only_on_the_bytes_before_decided_through(document: bytes, tail: bytes) -> None:
+def test_a_decision_rests_only_on_the_bytes_before_decided_through(document: bytes, tail: bytes, declared: bool) -> None:
     # What lets a page that changes below its head skip the scan (memo.KnownHead).
-    scanner = InsertionScanner(len(document) + 1)
+    scanner = InsertionScanner(len(document) + 1, charset_declared=declared)
     decided = scanner.feed(document)
     through = scanner.decided_through
     if decided is None:
@@ -321,7 +343,7 @@ def test_a_decision_rests_only_on_the_bytes_before_decided_through(document: byt
         return
     assert through is not None and decided.offset <= through <= len(document)
     other = document[:through] + tail
-    again = InsertionScanner(len(other) + 1)
+    again = InsertionScanner(len(other) + 1, charset_declared=declared)
     assert (again.feed(other), again.decided_through, again.facts) == (decided, through, scanner.facts)
 
 
@@ -383,6 +405,39 @@ def test_corpus(name: str, text: str, placement: str, encoding: str) -> None:
         for i in range(0, len(document), size):
             scanner.feed(document[i : i + size])
         assert scanner.finish() == found
+
+
+# A <base href> before the point: the document with {d} where the point is when the page's
+# charset is declared outside it, {u} where it is otherwise, and their placements.
+JOOMLA_HEAD = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "x.dtd">\n<html xmlns="http://www.w3.org/1999/xhtml">\n<head>{d}'
+    '\n  <base href="https://www.example.org/" />\n  <meta http-equiv="content-type" content="text/html; charset=utf-8" />{u}'
+    '\n  <title>Home</title>\n  <script src="/media/jui/js/jquery.min.js"></script>'
+)
+BASE_CASES = [
+    ("joomla", JOOMLA_HEAD, "after-head", "after-meta"),
+    ("before a head", "<!doctype html>{d}<base href=//cdn.example/><meta charset=utf-8>{u}<p>", "after-doctype", "after-meta"),
+    ("a head after it", "<html>{d}<base href=https://x/><head>{u}<meta name=a><p>", "after-html", "after-head"),
+    ("first of all", "{d}<BASE HREF><meta charset=utf-8><title>x</title>{u}<body>", "start", "before-body"),
+    ("a script before a head", "<!doctype html>{d}<base href=https://x/>{u}<script src=a.js></script>", "after-doctype", "before-script"),
+    ("after the charset meta", "<head><meta charset=utf-8>{d}{u}<base href=/app/><meta name=viewport content=x></head>", "after-meta", "after-meta"),
+    ("in noscript", "<head><noscript><base href=x></noscript><meta charset=utf-8>{d}{u}<p>", "after-meta", "after-meta"),
+    ("no href", "<head><base target=_top data-href=x><meta charset=utf-8>{d}{u}<p>", "after-meta", "after-meta"),
+]
+
+
+@pytest.mark.parametrize(("document", "declared_at", "undeclared_at"), [c[1:] for c in BASE_CASES], ids=[c[0] for c in BASE_CASES])
+def test_a_base_href_holds_the_point_when_the_charset_is_declared_outside(document: str, declared_at: str, undeclared_at: str) -> None:
+    # The agent's URL (/__rum/... by default) must not resolve against another origin's <base>.
+    for declared, marker, placement, bom in (
+        (True, "{d}", declared_at, b""), (False, "{u}", undeclared_at, b""), (False, "{d}", declared_at, BOM)
+    ):
+        other = "{u}" if marker == "{d}" else "{d}"
+        before, after = document.replace(other, "").split(marker)
+        page = bom + (before + after).encode()
+        found, _ = find_insertion_point(page, charset_declared=declared)
+        assert found == Insertion(len(bom) + len(before.encode()), placement)
+        assert feed_in_chunks(page, list(range(0, len(page), 5)), len(page) + 1, declared)[0] == found
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "shift_jis"])
