@@ -129,6 +129,10 @@ def _moves_point(attrs: dict[bytes, bytes]) -> bool:
     return b"charset" in attrs or attrs.get(b"http-equiv", b"").strip().lower() in _PRAGMAS
 
 
+def _has_href(rest: bytes) -> bool:
+    return b"href" in rest.lower() and b"href" in tok.attributes(rest)
+
+
 class InsertionScanner(tok.Tokenizer):
     """Incremental. feed() chunks split anywhere (even inside a tag, a comment, a quoted attribute,
     a multi-byte char); returns the Insertion as soon as it is known, else None."""
@@ -138,7 +142,7 @@ class InsertionScanner(tok.Tokenizer):
             raise ValueError(f"limit must be positive, not {limit}")
         super().__init__()
         self._charset_declared = charset_declared  # in the Content-Type (charset.declared_in_header)
-        self._held_by_base = False  # a <base href> came, on a page whose metas do not name its charset
+        self._held_by_base = False  # a <base href> came, and no meta decides the page's charset
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
@@ -250,7 +254,7 @@ class InsertionScanner(tok.Tokenizer):
             if _moves_point(attrs):
                 self._advance(end, "after-meta")
         elif name == b"base":
-            if (self._charset_declared or self._prefix == _BOM) and b"href" in rest.lower() and b"href" in tok.attributes(rest):
+            if (self._charset_declared or self._prefix == _BOM) and _has_href(rest):
                 self._held_by_base = True
         elif name == b"html":
             if not self._amp and _may_be_amp(rest) and not _AMP.isdisjoint(tok.attributes(rest)):
