@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from . import _htmltokens as tok
 
-__all__ = ["Charset", "declared_in_header", "detect_charset"]
+__all__ = ["PRESCAN_BYTES", "Charset", "declared_in_header", "detect_charset", "meta_label"]
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _prescan(data: bytes) -> str:
             if rest is None:
                 return ""
             if not slash and name.group().lower() == b"meta":
-                label = _meta_label(tok.attributes(data[name.end() : rest.end()]))
+                label = meta_label(tok.attributes(data[name.end() : rest.end()]))
                 if label:
                     return label
             pos = rest.end()
@@ -174,7 +174,8 @@ def _prescan(data: bytes) -> str:
     return ""
 
 
-def _meta_label(attrs: dict[bytes, bytes]) -> str:
+def meta_label(attrs: dict[bytes, bytes]) -> str:
+    """The charset label a <meta>'s attributes declare for the prescan, "" if none."""
     if b"charset" in attrs:
         return _normalize(attrs[b"charset"])
     if attrs.get(b"http-equiv", b"").strip().lower() == b"content-type":

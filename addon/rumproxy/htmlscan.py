@@ -34,6 +34,14 @@ Placement rules (the product's spec):
    past such a `<base>`, and a `<script` or `<body` of rule 2 decides at the
    point before it. Elsewhere a meta after it still moves the point, since a
    charset meta pushed past the first 1,024 bytes would go unread.
+1a. The charset meta stays in the first 1,024 bytes, which a browser's
+   prescan reads (Firefox reloads a page whose meta it finds later): on a
+   page whose charset is not declared outside its markup, a decision taken
+   within those bytes before any charset-declaring meta (a `<script` in the
+   head, say) waits for them. The first such meta complete within them moves
+   the point right after itself ("after-meta"), past what came between; a
+   `<meta>` Content-Security-Policy or one inside noscript/template before it
+   keeps the decision as it was.
 2. Before any `<head>`: a `<script` start tag decides "before-script" (right
    before it); a `<body` start tag decides "before-body" (right before it);
    any other start tag that cannot be in a head decides at the current point:
@@ -50,9 +58,10 @@ Placement rules (the product's spec):
    (noscript's content is inert text when scripting is on).
 
 Decisions are taken as early as the rules allow, i.e. as soon as the name of
-the deciding tag is complete, because the streaming injector holds the page
-back until then. Only the first `limit` bytes are read: the answer depends on
-the document's bytes alone, never on how they were split into chunks.
+the deciding tag is complete (or, under rule 1a, the first 1,024 bytes are),
+because the streaming injector holds the page back until then. Only the first
+`limit` bytes are read: the answer depends on the document's bytes (and
+`charset_declared`) alone, never on how they were split into chunks.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _htmltokens as tok
+from .charset import PRESCAN_BYTES, meta_label
 
 __all__ = [
     "AGENT_SIGNATURES",
@@ -125,6 +135,18 @@ def _may_be_amp(rest: bytes) -> bool:
     return b"amp" in rest.lower() or _BOLT in rest
 
 
+def _meta_attributes(rest: bytes) -> dict[bytes, bytes] | None:
+    """A meta's attributes; None, without parsing them, for one with neither attribute that matters."""
+    lowered = rest.lower()
+    if b"charset" not in lowered and b"http-equiv" not in lowered:
+        return None
+    return tok.attributes(rest)
+
+
+def _is_policy(attrs: dict[bytes, bytes]) -> bool:
+    return attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA
+
+
 def _moves_point(attrs: dict[bytes, bytes]) -> bool:
     return b"charset" in attrs or attrs.get(b"http-equiv", b"").strip().lower() in _PRAGMAS
 
@@ -143,6 +165,9 @@ class InsertionScanner(tok.Tokenizer):
         super().__init__()
         self._charset_declared = charset_declared  # in the Content-Type (charset.declared_in_header)
         self._held_by_base = False  # a <base href> came, and no meta decides the page's charset
+        self._charset_meta_seen = False  # a meta that declares the charset moved the point
+        # A decision taken in the prescan's bytes before any charset meta: (insertion, through).
+        self._pending: tuple[Insertion, int] | None = None
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
@@ -193,6 +218,9 @@ class InsertionScanner(tok.Tokenizer):
             self._prefix = (self._prefix + bytes(chunk[: len(_BOM)]))[: len(_BOM)]
         if self._tokenize(chunk):
             return self._decided
+        if self._pending is not None and self._consumed >= min(PRESCAN_BYTES, self._limit):
+            self._settle()
+            return self._decided
         if self._consumed >= self._limit:
             self._exhausted = True
             self._buf = bytearray()
@@ -204,7 +232,7 @@ class InsertionScanner(tok.Tokenizer):
         The answer is also kept as `decided`; a tag cut off by the end never counts.
         """
         if self._decided is None:
-            self._decided = self._current()
+            self._decided = self._pending[0] if self._pending is not None else self._current()
             self._buf = bytearray()
         return self._decided
 
@@ -219,12 +247,49 @@ class InsertionScanner(tok.Tokenizer):
         if self._point is None or offset > self._point.offset:
             self._point = Insertion(offset, placement)
 
-    def _decide(self, insertion: Insertion, through: int) -> bool:
+    def _decide(self, insertion: Insertion, through: int, *, may_wait: bool = True) -> bool:
+        if may_wait and self._may_push_a_charset_meta(through):
+            self._pending = (insertion, through)
+            return False
         self._decided = insertion
         self._decided_through = through
         return True
 
+    def _may_push_a_charset_meta(self, through: int) -> bool:
+        """Whether a charset meta could follow in the prescan's bytes (rule 1a)."""
+        outside = self._charset_declared or self._prefix == _BOM
+        return through < PRESCAN_BYTES and not (self._charset_meta_seen or outside)
+
+    def _settle(self, insertion: Insertion | None = None, through: int | None = None) -> bool:
+        """Take the waiting decision, or `insertion` (after the charset meta) instead."""
+        assert self._pending is not None
+        waited, waited_through = self._pending
+        self._pending = None
+        if insertion is None:
+            # What decides it is that no charset meta ends within the prescan's bytes.
+            insertion, through = waited, max(waited_through, min(PRESCAN_BYTES, self._limit))
+        assert through is not None
+        return self._decide(insertion, through, may_wait=False)
+
+    def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
+        if name in _INERT:
+            self._inert += 1
+            return False
+        attrs = _meta_attributes(rest) if name == b"meta" else None
+        if attrs is None:
+            return False
+        if _is_policy(attrs):
+            self._csp_meta = (start, end)
+            return self._settle()
+        if not meta_label(attrs):
+            return False
+        if self._inert or end > PRESCAN_BYTES:
+            return self._settle()
+        return self._settle(Insertion(end, "after-meta"), end)
+
     def _on_start_name(self, name: bytes, offset: int) -> bool:
+        if self._pending is not None:
+            return False
         # The decision rests on the "<", the name and the byte that ended it.
         through = offset + len(name) + 2
         if self._in_head:
@@ -238,21 +303,23 @@ class InsertionScanner(tok.Tokenizer):
         return False
 
     def _on_start_tag(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
+        if self._pending is not None:
+            return self._while_waiting(name, rest, start, end)
         if name in _INERT:
             self._inert += 1
         elif self._inert:
             pass  # a point in there would put the snippet where it never runs
         elif name == b"meta":
-            lowered = rest.lower()
-            if b"charset" not in lowered and b"http-equiv" not in lowered:
-                return False  # neither attribute that matters: skip parsing the others
-            attrs = tok.attributes(rest)
-            if attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA:
+            attrs = _meta_attributes(rest)
+            if attrs is None:
+                return False
+            if _is_policy(attrs):
                 # Scripts before a meta policy are not subject to it: stop right before it.
                 self._csp_meta = (start, end)
-                return self._decide(self._current(), end)
+                return self._decide(self._current(), end, may_wait=False)
             if _moves_point(attrs):
                 self._advance(end, "after-meta")
+                self._charset_meta_seen = self._charset_meta_seen or bool(meta_label(attrs))
         elif name == b"base":
             if (self._charset_declared or self._prefix == _BOM) and _has_href(rest):
                 self._held_by_base = True
@@ -268,8 +335,10 @@ class InsertionScanner(tok.Tokenizer):
         return False
 
     def _on_end_name(self, name: bytes, offset: int) -> bool:
+        if name != b"head" or not self._in_head or self._pending is not None:
+            return False
         # "</", the name and the byte that ended it.
-        return name == b"head" and self._in_head and self._decide(self._current(), offset + len(name) + 3)
+        return self._decide(self._current(), offset + len(name) + 3)
 
     def _on_end_tag(self, name: bytes) -> None:
         if name in _INERT and self._inert:

@@ -130,6 +130,13 @@ BODIES: dict[str, bytes] = {
         b'  <meta http-equiv="content-type" content="text/html; charset=utf-8" />\n'
         b"  <title>Home</title>\n</head>\n<body>\n<p>A CMS page.</p>\n</body>\n</html>\n"
     ),
+    # A tag manager's snippet first, "as high in the head as possible", then the charset meta.
+    "scriptfirst": (
+        b'<!doctype html>\n<html lang="en">\n<head>\n<script>(function(w,d,s,l,i){w[l]=w[l]||[];'
+        + b"w[l].push({'gtm.start':new Date().getTime(),event:'gtm.js'});" * 6
+        + b"})(window,document,'script','dataLayer','GTM-XXXX');</script>\n"
+        b'<meta charset="utf-8">\n<title>script first</title>\n</head>\n<body>\n<p>Caf\xc3\xa9 cr\xc3\xa8me.</p>\n</body>\n</html>\n'
+    ),
     "big": _big(),
     "prose": _prose(),
     "latin1": LATIN1.encode("iso-8859-1"),

@@ -95,6 +95,23 @@ def test_the_agent_goes_before_a_base_href_unless_a_charset_meta_must_stay_first
         assert b"elasticApm" in inserted
 
 
+@pytest.mark.parametrize("framing", ["", "&chunked=1&chunksize=100"], ids=["sized", "chunked"])
+@pytest.mark.parametrize(
+    "ctype, before", [("text/html; charset=utf-8", b"<head>"), ("text/html", b'<meta charset="utf-8">')], ids=["declared", "meta"]
+)
+def test_a_charset_meta_after_a_script_stays_in_the_first_1024_bytes(http, upstream, proxy, framing, ctype, before):
+    """Where only the meta names the charset, the snippet goes after it, past the script before it:
+    in front of it, the snippet would push it out of the bytes a browser's prescan reads."""
+    page = BODIES["scriptfirst"]
+    meta = b'<meta charset="utf-8">'
+    response = fetch(http, f"{proxy.url}/page?body=scriptfirst&ctype={ctype}{framing}")
+    offset, inserted = split_insertion(page, response.raw_body, starts_with=b"<script src=")
+    assert page.index(meta) + len(meta) + len(inserted) > 1024  # in front of the meta, the snippet would push it out
+    assert page[:offset].endswith(before)
+    if ctype == "text/html":
+        assert response.raw_body.index(meta) + len(meta) <= 1024
+
+
 def test_strong_etag_becomes_weak(http, upstream, proxy):
     proxied = fetch(http, f'{proxy.url}/page?body=basic&h=ETag: "v1"&h=Accept-Ranges: bytes')
     assert proxied.headers["etag"] == 'W/"v1"'

@@ -20,6 +20,7 @@ from rumproxy.htmlscan import (
 )
 
 BOM = b"\xef\xbb\xbf"
+PRESCAN = 1024  # the bytes a browser's charset prescan reads
 SNIPPET = b'<script src="/rum.js"></script>'
 COMMENT_END = re.compile(rb"--!?>")
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -38,6 +39,7 @@ class Frag:
     moves: bool = False  # a meta declaring a charset or X-UA-Compatible
     amp: bool = False
     base_href: bool = False  # a <base> with an href attribute
+    declares: bool = False  # a meta that names the charset for the browser's prescan
 
 
 HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
@@ -127,7 +129,10 @@ def meta_tag(draw: st.DrawFn) -> Frag:
                 equiv_seen = kind
                 moves = moves or kind != "refresh"
             attrs.append(b'content="text/html; charset=utf-8"')
-    return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves)
+    # The first content attribute wins too: a viewport's has no charset.
+    first_content = next((kind for kind in kinds if kind != "charset"), None)
+    declares = "charset" in kinds or (equiv_seen == "content-type" and first_content != "viewport")
+    return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves, declares=declares)
 
 
 @st.composite
@@ -194,7 +199,8 @@ doctype = st.sampled_from(
     [b"<!DOCTYPE html>", b"<!doctype HTML>", b'<!DocType html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x.dtd">']
 ).map(lambda data: Frag(data, "doctype"))
 text = st.lists(
-    st.sampled_from([b"hello", b" ", b"\n", b"a < b", b"<3", b"&lt;head&gt;", b"\xe2\x9a\xa1", b"\xc3\xa9", b"x>y", b"1<=2"]),
+    # The long piece takes what follows past the 1,024 bytes of the charset prescan (rule 1a).
+    st.sampled_from([b"hello", b" ", b"\n", b"a < b", b"<3", b"&lt;head&gt;", b"\xe2\x9a\xa1", b"\xc3\xa9", b"x>y", b"1<=2", b"." * 700]),
     min_size=1, max_size=3,
 ).map(lambda parts: Frag(b"".join(parts), "text"))
 end_tag = st.sampled_from(["head", "noscript", "template", "div", "body", "html", "title"]).flatmap(
@@ -221,32 +227,52 @@ documents = st.tuples(
 def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tuple[Insertion, bool]:
     """The placement rules applied to an already tokenized document."""
     point = Insertion(len(bom), "start")
-    in_head = seen_html = seen_doctype = amp = held = False
+    in_head = seen_html = seen_doctype = amp = held = charset_seen = False
 
     def advance(to: Insertion) -> Insertion:
         return point if held else to
 
+    def decided(insertion: Insertion, through: int, index: int) -> tuple[Insertion, bool]:
+        """Rule 1a: a decision before any charset meta, in the prescan's bytes, waits for them."""
+        if charset_declared or bom or charset_seen or through >= PRESCAN:
+            return insertion, amp
+        waiting_inert, at = inert, start
+        for frag in frags[index:]:
+            end = at + len(frag.data)
+            if frag.declares:
+                if end > PRESCAN or waiting_inert:
+                    break
+                return Insertion(end, "after-meta"), amp
+            if frag.kind == "start" and frag.name in INERT:
+                waiting_inert += 1
+            elif frag.kind == "end" and frag.name in INERT and waiting_inert:
+                waiting_inert -= 1
+            at = end
+        return insertion, amp
+
     inert = 0
     start = len(bom)
-    for frag in frags:
+    for index, frag in enumerate(frags):
         end = start + len(frag.data)
         name = frag.name
+        opened = start + len(name) + 2  # the "<", the name and the byte after it
         if frag.kind == "doctype" and not (seen_doctype or seen_html or in_head or inert):
             seen_doctype = True
             point = advance(Insertion(end, "after-doctype"))
         elif frag.kind in ("start", "raw"):
             if in_head and (name == b"script" or name not in HEAD_CONTENT):
-                return point, amp
+                return decided(point, opened, index)
             if not in_head and name not in NEUTRAL:
                 if name in (b"script", b"body") and not inert and not held:
-                    return Insertion(start, f"before-{name.decode()}"), amp
-                return point, amp
+                    return decided(Insertion(start, f"before-{name.decode()}"), opened, index)
+                return decided(point, opened, index)
             if name in INERT:
                 inert += 1
             elif inert:
                 pass
             elif frag.moves:
                 point = advance(Insertion(end, "after-meta"))
+                charset_seen = charset_seen or frag.declares
             elif frag.base_href:
                 held = held or charset_declared or bool(bom)
             elif name == b"html":
@@ -259,7 +285,7 @@ def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tupl
                 point = advance(Insertion(end, "after-head"))
         elif frag.kind == "end":
             if name == b"head" and in_head:
-                return point, amp
+                return decided(point, opened + 1, index)
             if name in INERT and inert:
                 inert -= 1
         start = end
@@ -371,7 +397,7 @@ CORPUS: list[tuple[str, str, str, str]] = [
     ("x-ua-compatible", "<html><head><meta charset=utf-8><META HTTP-EQUIV='x-ua-compatible' CONTENT='IE=edge'>⁂<meta name=viewport content=width=device-width><script>", "after-meta", "utf-8"),
     ("ie conditional comments", "<!DOCTYPE html><!--[if lt IE 9]><html class=ie><![endif]--><!--[if gt IE 8]><!--><html><!--<![endif]-->⁂<body>", "before-body", "utf-8"),
     ("downlevel revealed", "<html>⁂<![if !IE]><p>x</p><![endif]>", "after-html", "utf-8"),
-    ("script before the charset meta", "<html><head>⁂<script>a()</script><meta charset=utf-8>", "after-head", "utf-8"),
+    ("script before the charset meta", "<html><head><script>a()</script><meta charset=utf-8>⁂", "after-meta", "utf-8"),
     ("title holding a script", "<head><title><script>x</script></title><meta charset=utf-8>⁂<script>", "after-meta", "utf-8"),
     ("textarea with tags", "<html>⁂<textarea><head><script></textarea><head>", "after-html", "utf-8"),
     ("style with tags", "<head><style>a::before{content:'<script>'}</style><meta charset=utf-8>⁂</head>", "after-meta", "utf-8"),
@@ -440,16 +466,77 @@ def test_a_base_href_holds_the_point_when_the_charset_is_declared_outside(docume
         assert feed_in_chunks(page, list(range(0, len(page), 5)), len(page) + 1, declared)[0] == found
 
 
+@pytest.mark.parametrize("before", ["", "<script>" + "var a = 1;" * 60 + "</script>", "<!-- x -->" * 90 + "<script>a()</script>"])
 @pytest.mark.parametrize("encoding", ["latin-1", "shift_jis"])
-def test_charset_meta_stays_in_the_first_1024_bytes(encoding: str) -> None:
+def test_charset_meta_stays_in_the_first_1024_bytes(encoding: str, before: str) -> None:
     from rumproxy.charset import detect_charset
 
     label = "iso-8859-1" if encoding == "latin-1" else "shift_jis"
-    text = f"<html><head><meta charset={label}><title>{'é' if encoding == 'latin-1' else '日本'}</title></head><body>" + "x" * 2000
+    text = f"<html><head>{before}<meta charset={label}><title>{'é' if encoding == 'latin-1' else '日本'}</title></head><body>" + "x" * 2000
     document = text.encode(encoding)
+    assert detect_charset(None, document).label == label
     found, _ = find_insertion_point(document)
     injected = document[: found.offset] + SNIPPET * 40 + document[found.offset :]
     assert detect_charset(None, injected).label == label
+    for size in (1, 100, 1000):  # the decision waits for the meta however the page arrives
+        assert feed_in_chunks(document, list(range(0, len(document), size)), 64 * 1024)[0] == found
+
+
+# Rule 1a: (document with {d} where the point is when the Content-Type names the charset, {u} where
+# it is when only a meta may, the placements).
+SCRIPT_FIRST = "<script>(function(w,d){w.dataLayer=w.dataLayer||[];" + "/* tag manager */" * 20 + "})(window,document)</script>"
+PRESCAN_CASES = [
+    ("a script first", "<!doctype html><html><head>{d}" + SCRIPT_FIRST + "<meta charset=utf-8>{u}<title>t</title>", "after-head", "after-meta"),
+    ("http-equiv", "<html><head>{d}<script>a()</script><meta http-equiv=Content-Type content='text/html; charset=utf-8'>{u}", "after-head", "after-meta"),
+    ("no head", "<!doctype html>{d}{u}<script>a()</script><p>" + "x" * 1100 + "<meta charset=utf-8>", "before-script", "before-script"),
+    ("before a head", "<!doctype html>{d}<script>a()</script><meta charset=utf-8>{u}<head>", "before-script", "after-meta"),
+    ("body first", "<html>{d}<body><meta charset=utf-8>{u}<p>x", "before-body", "after-meta"),
+    ("past the prescan", "<html><head>{d}{u}<script>" + "a();" * 260 + "</script><meta charset=utf-8>", "after-head", "after-head"),
+    ("across the prescan's end", "<html><head>{d}{u}<script>" + "a();" * 244 + "</script><meta charset=utf-8>", "after-head", "after-head"),
+    ("in noscript", "<html><head>{d}{u}<script>a()</script><noscript><meta charset=utf-8></noscript><meta charset=utf-8>", "after-head", "after-head"),
+    ("a meta policy first", "<html><head>{d}{u}<script>a()</script><meta http-equiv=Content-Security-Policy content=x><meta charset=utf-8>", "after-head", "after-head"),
+    ("no charset meta", "<html><head>{d}{u}<script>a()</script><meta http-equiv=X-UA-Compatible content=IE=edge><p>", "after-head", "after-head"),
+    ("the charset first", "<html><head><meta charset=utf-8>{d}{u}<script>a()</script><meta charset=latin1>", "after-meta", "after-meta"),
+]
+
+
+@pytest.mark.parametrize(("document", "declared_at", "undeclared_at"), [c[1:] for c in PRESCAN_CASES], ids=[c[0] for c in PRESCAN_CASES])
+def test_a_decision_before_the_charset_meta_waits_for_the_prescans_bytes(document: str, declared_at: str, undeclared_at: str) -> None:
+    for declared, marker, placement in ((True, "{d}", declared_at), (False, "{u}", undeclared_at)):
+        other = "{u}" if marker == "{d}" else "{d}"
+        before, after = document.replace(other, "").split(marker)
+        page = (before + after).encode()
+        found, facts = find_insertion_point(page, charset_declared=declared)
+        assert found == Insertion(len(before), placement)
+        for size in (1, 7, 1000):
+            assert feed_in_chunks(page, list(range(0, len(page), size)), len(page) + 1, declared)[:2] == (found, facts)
+
+
+def test_across_the_prescans_end_is_what_it_says():
+    page = PRESCAN_CASES[6][1].replace("{d}", "").replace("{u}", "").encode()
+    assert page.index(b"<meta") < 1024 < page.index(b"<meta") + len(b"<meta charset=utf-8>")
+
+
+def test_a_waiting_decision_holds_the_stream_back_only_until_the_prescans_bytes():
+    scanner = InsertionScanner()
+    assert scanner.feed(b"<html><head><script>a()</script>") is None
+    assert scanner.feed(b"<p>" + b"x" * 988) is None  # 1,023 bytes
+    assert scanner.feed(b"y") == Insertion(12, "after-head")
+    assert scanner.decided_through == 1024
+    assert scanner.facts.csp_meta is None
+    waiting = InsertionScanner(limit=1024)
+    assert waiting.feed(b"<html><head><script>" + b"a" * 2000) == Insertion(12, "after-head")
+    assert not waiting.exhausted
+    short = InsertionScanner()
+    assert short.feed(b"<html><head><script>a()</script>") is None
+    assert short.finish() == Insertion(12, "after-head") and short.decided_through is None
+
+
+def test_a_meta_policy_met_while_waiting_is_reported():
+    page = b"<html><head><script>a()</script><meta http-equiv=Content-Security-Policy content=x><meta charset=utf-8>"
+    found, facts = find_insertion_point(page)
+    assert found == Insertion(12, "after-head")
+    assert facts.csp_meta == (page.index(b"<meta"), page.index(b"<meta charset"))
 
 
 def test_decides_early_and_then_does_no_work() -> None:
@@ -523,7 +610,7 @@ def test_offsets_are_absolute_across_feeds() -> None:
 
 
 def test_accepts_any_bytes_like_chunk() -> None:
-    scanner = InsertionScanner()
+    scanner = InsertionScanner(charset_declared=True)
     scanner.feed(bytearray(b"<html><he"))
     assert scanner.feed(memoryview(b"ad><body>")) == Insertion(12, "after-head")
 
