@@ -691,3 +691,22 @@ def test_the_agent_goes_before_a_base_href_when_the_content_type_names_the_chars
                 output = codecs.decode(stream_through(flow) if streamed else flow.response.raw_content, encoding)
                 assert without_snippet(output) == document
                 assert output.index(b'<script src="/__rum/') == expected, flow.metadata["rumproxy"]["action"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_charset_meta_after_a_script_stays_in_the_prescans_bytes(rules, encoding, streamed):
+    # Only the meta names the charset: in front of it the snippet would push it past byte 1,024.
+    head = b"<!doctype html><html><head><script>" + b"dataLayer.push({});" * 25 + b"</script><meta charset=utf-8>"
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), rum_stream="always" if streamed else "never")
+        for n in range(3):  # scanned, then the remembered head with another body below it
+            document = head + large_page(3_000).split(b"<title>", 1)[1].replace(b"</body>", b"<p>%d</p></body>" % n)
+            flow = page_flow(body=encoders.encode(document, encoding), content_encoding=encoding, content_type="text/html")
+            run(rum, flow)
+            output = codecs.decode(stream_through(flow) if streamed else flow.response.raw_content, encoding)
+            assert without_snippet(output) == document
+            assert output.index(b'<script src="/__rum/') == len(head), flow.metadata["rumproxy"]["action"]
+            assert output.index(b"<meta charset=utf-8>") < 1024 - len(b"<meta charset=utf-8>")
+        assert memo.HEAD_REMEMBERED in flow.metadata["rumproxy"]["action"]
