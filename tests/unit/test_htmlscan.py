@@ -452,17 +452,22 @@ BASE_CASES = [
 ]
 
 
+def marked(document: str, marker: str, bom: bytes = b"") -> tuple[bytes, int]:
+    """The page of a case above with its point at `marker` ({d} or {u}), and that point."""
+    other = "{u}" if marker == "{d}" else "{d}"
+    before, after = document.replace(other, "").split(marker)
+    return bom + (before + after).encode(), len(bom) + len(before.encode())
+
+
 @pytest.mark.parametrize(("document", "declared_at", "undeclared_at"), [c[1:] for c in BASE_CASES], ids=[c[0] for c in BASE_CASES])
 def test_a_base_href_holds_the_point_when_the_charset_is_declared_outside(document: str, declared_at: str, undeclared_at: str) -> None:
     # The agent's URL (/__rum/... by default) must not resolve against another origin's <base>.
     for declared, marker, placement, bom in (
         (True, "{d}", declared_at, b""), (False, "{u}", undeclared_at, b""), (False, "{d}", declared_at, BOM)
     ):
-        other = "{u}" if marker == "{d}" else "{d}"
-        before, after = document.replace(other, "").split(marker)
-        page = bom + (before + after).encode()
+        page, offset = marked(document, marker, bom)
         found, _ = find_insertion_point(page, charset_declared=declared)
-        assert found == Insertion(len(bom) + len(before.encode()), placement)
+        assert found == Insertion(offset, placement)
         assert feed_in_chunks(page, list(range(0, len(page), 5)), len(page) + 1, declared)[0] == found
 
 
@@ -503,11 +508,9 @@ PRESCAN_CASES = [
 @pytest.mark.parametrize(("document", "declared_at", "undeclared_at"), [c[1:] for c in PRESCAN_CASES], ids=[c[0] for c in PRESCAN_CASES])
 def test_a_decision_before_the_charset_meta_waits_for_the_prescans_bytes(document: str, declared_at: str, undeclared_at: str) -> None:
     for declared, marker, placement in ((True, "{d}", declared_at), (False, "{u}", undeclared_at)):
-        other = "{u}" if marker == "{d}" else "{d}"
-        before, after = document.replace(other, "").split(marker)
-        page = (before + after).encode()
+        page, offset = marked(document, marker)
         found, facts = find_insertion_point(page, charset_declared=declared)
-        assert found == Insertion(len(before), placement)
+        assert found == Insertion(offset, placement)
         for size in (1, 7, 1000):
             assert feed_in_chunks(page, list(range(0, len(page), size)), len(page) + 1, declared)[:2] == (found, facts)
 
