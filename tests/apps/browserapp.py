@@ -23,6 +23,8 @@ GET /prefetching           <link rel=prefetch> of /cached, and a link to it
 GET|POST /login            a form that POSTs to itself; the POST answers 303 to /
 GET /based                 Joomla's head for a page that is not HTML5: <base href> (to ?base=ORIGIN/)
                            before the charset meta; the Content-Type names the charset too
+GET /script-first          a tag manager's script first in the head, then the charset meta, which
+                           the Content-Type does not repeat (text/html only)
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -220,6 +222,17 @@ def based() -> Response:
         "  <title>based</title>\n</head>\n<body>\n<h1>based</h1>\n"
         f"<script>{MARK_SCRIPT}</script>\n</body>\n</html>\n"
     )
+
+
+@app.get("/script-first")
+def script_first() -> Response:
+    tag_manager = "(function(w){w.dataLayer=w.dataLayer||[];" + "w.dataLayer.push({event:'start'});" * 12 + "})(window);"
+    text = (
+        f'<!doctype html>\n<html lang="fr">\n<head>\n<script>{tag_manager}</script>\n<meta charset="utf-8">\n'
+        f"<title>script first</title>\n</head>\n<body>\n<h1 id=title>Café crème, façade</h1>\n<script>{MARK_SCRIPT}</script>\n"
+        "</body>\n</html>\n"
+    )
+    return Response(text.encode(), content_type="text/html")
 
 
 @app.get("/spa")

@@ -106,6 +106,25 @@ def test_a_base_href_to_another_origin_does_not_take_the_agent_away(browser_page
     browser_page.assert_clean()
 
 
+def test_a_page_whose_charset_meta_follows_a_script_keeps_its_charset(browser_page: BrowserPage, proxy: Mitmdump,
+                                                                      intake: Intake) -> None:
+    """Only the meta names the charset: the snippet goes after it, past the page's first script,
+    and the page still decodes as UTF-8, runs its script first and reports its linked page load."""
+    url = f"{proxy.url}/script-first"
+    response = browser_page.goto(url)
+    body, meta = response.body(), b'<meta charset="utf-8">'
+    assert body.index(b'<script src="/__rum/') == body.index(meta) + len(meta) <= 1024  # where the prescan reads it
+    page = browser_page.page
+    assert page.evaluate("document.characterSet") == "UTF-8"
+    assert page.locator("#title").text_content() == "Café crème, façade"
+    assert page.evaluate("window.dataLayer.length") == 12 and browser_page.own_script_ran()
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url, "GET /script-first"), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
 def new_page_load(url: str, seen: list[Event]) -> Callable[[list[Event]], Event | None]:
     """For wait_for_intake: a page load of `url` that is none of `seen`."""
     known = {load["id"] for load in seen}
