@@ -261,15 +261,14 @@ class InsertionScanner(tok.Tokenizer):
         return through < PRESCAN_BYTES and not (self._charset_meta_seen or outside)
 
     def _settle(self, insertion: Insertion | None = None, through: int | None = None) -> bool:
-        """Take the waiting decision, or `insertion` (after the charset meta) instead."""
+        """Take the waiting decision, or `insertion` (after the charset meta) instead; `through`:
+        where the tag that settles it ends, if one does."""
         assert self._pending is not None
         waited, waited_through = self._pending
         self._pending = None
-        if insertion is None:
-            # What decides it is that no charset meta ends within the prescan's bytes.
-            insertion, through = waited, max(waited_through, min(PRESCAN_BYTES, self._limit))
-        assert through is not None
-        return self._decide(insertion, through, may_wait=False)
+        if through is None:
+            through = min(PRESCAN_BYTES, self._limit)  # no charset meta ends within the prescan's bytes
+        return self._decide(insertion or waited, max(waited_through, through), may_wait=False)
 
     def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
         if name in _INERT:
@@ -280,11 +279,13 @@ class InsertionScanner(tok.Tokenizer):
             return False
         if _is_policy(attrs):
             self._csp_meta = (start, end)
-            return self._settle()
+            return self._settle(through=end)
         if not meta_label(attrs):
             return False
-        if self._inert or end > PRESCAN_BYTES:
+        if end > PRESCAN_BYTES:
             return self._settle()
+        if self._inert:
+            return self._settle(through=end)
         return self._settle(Insertion(end, "after-meta"), end)
 
     def _on_start_name(self, name: bytes, offset: int) -> bool:

@@ -7,7 +7,7 @@ import tracemalloc
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rumproxy.htmlscan import (
@@ -357,6 +357,9 @@ def test_arbitrary_bytes_are_chunking_independent_and_land_on_token_edges(docume
     st.lists(noise, max_size=8).map(b"".join),
     st.booleans(),
 )
+# A waiting decision that a tag settles (rule 1a) rests on the bytes through that tag.
+@example(b'<a<head><noscript class=""><meta charset="utf-8">', b"", False)
+@example(b"<html><head><script>a()</script><meta http-equiv=Content-Security-Policy content=x>", b"<meta charset=utf-8>", False)
 def test_a_decision_rests_only_on_the_bytes_before_decided_through(document: bytes, tail: bytes, declared: bool) -> None:
     # What lets a page that changes below its head skip the scan (memo.KnownHead).
     scanner = InsertionScanner(len(document) + 1, charset_declared=declared)
