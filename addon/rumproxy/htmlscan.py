@@ -271,6 +271,8 @@ class InsertionScanner(tok.Tokenizer):
         return self._decide(insertion or waited, max(waited_through, through), may_wait=False)
 
     def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
+        if end > PRESCAN_BYTES:
+            return self._settle()  # past the prescan's bytes, however the page arrived
         if name in _INERT:
             self._inert += 1
             return False
@@ -282,8 +284,6 @@ class InsertionScanner(tok.Tokenizer):
             return self._settle(through=end)
         if not meta_label(attrs):
             return False
-        if end > PRESCAN_BYTES:
-            return self._settle()
         if self._inert:
             return self._settle(through=end)
         return self._settle(Insertion(end, "after-meta"), end)

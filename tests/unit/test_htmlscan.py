@@ -329,7 +329,8 @@ def test_generated_documents_match_the_model_in_any_chunking(doc: tuple[bytes, l
 noise = st.one_of(
     fragment.map(lambda f: f.data),
     st.binary(max_size=12),
-    st.sampled_from([b"<", b"</", b"<!", b"<!-", b"-->", b'"', b"'", b">", b"=", b"<head", b"<script", b"<!--", BOM]),
+    st.sampled_from([b"<", b"</", b"<!", b"<!-", b"-->", b'"', b"'", b">", b"=", b"<head", b"<script", b"<!--", BOM,
+                     b"<meta http-equiv=Content-Security-Policy content=x>", b"x" * 400]),
 )
 
 
@@ -536,6 +537,20 @@ def test_a_waiting_decision_holds_the_stream_back_only_until_the_prescans_bytes(
     short = InsertionScanner()
     assert short.feed(b"<html><head><script>a()</script>") is None
     assert short.finish() == Insertion(12, "after-head") and short.decided_through is None
+
+
+@pytest.mark.parametrize("crossing", [b"<meta http-equiv=Content-Security-Policy content=x>", b"<meta charset=utf-8>", b"<p>"])
+def test_what_crosses_the_prescans_end_does_not_depend_on_the_chunks(crossing: bytes) -> None:
+    start = 1024 - len(crossing) // 2
+    head = b"<html><head><script>a()</script>"
+    page = head + b"x" * (start - len(head)) + crossing + b"<meta charset=utf-8>"
+    whole = find_insertion_point(page)
+    assert whole == (Insertion(12, "after-head"), PageFacts(amp=False))
+    for cuts in ([1024], [1000], [start + 1], list(range(0, len(page), 100))):
+        scanner = InsertionScanner()
+        for lo, hi in zip([0, *cuts], [*cuts, len(page)]):
+            scanner.feed(page[lo:hi])
+        assert (scanner.finish(), scanner.facts, scanner.decided_through) == (*whole, 1024)
 
 
 def test_a_meta_policy_met_while_waiting_is_reported():
