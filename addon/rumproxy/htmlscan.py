@@ -255,10 +255,14 @@ class InsertionScanner(tok.Tokenizer):
         self._decided_through = through
         return True
 
+    @property
+    def _charset_outside_markup(self) -> bool:
+        """Whether the browser takes the page's charset from its Content-Type or its BOM, not a meta."""
+        return self._charset_declared or self._prefix == _BOM
+
     def _may_push_a_charset_meta(self, through: int) -> bool:
         """Whether a charset meta could follow in the prescan's bytes (rule 1a)."""
-        outside = self._charset_declared or self._prefix == _BOM
-        return through < PRESCAN_BYTES and not (self._charset_meta_seen or outside)
+        return through < PRESCAN_BYTES and not (self._charset_meta_seen or self._charset_outside_markup)
 
     def _settle(self, insertion: Insertion | None = None, through: int | None = None) -> bool:
         """Take the waiting decision, or `insertion` (after the charset meta) instead; `through`:
@@ -322,7 +326,7 @@ class InsertionScanner(tok.Tokenizer):
                 self._advance(end, "after-meta")
                 self._charset_meta_seen = self._charset_meta_seen or bool(meta_label(attrs))
         elif name == b"base":
-            if (self._charset_declared or self._prefix == _BOM) and _has_href(rest):
+            if self._charset_outside_markup and _has_href(rest):
                 self._held_by_base = True
         elif name == b"html":
             if not self._amp and _may_be_amp(rest) and not _AMP.isdisjoint(tok.attributes(rest)):

@@ -9,14 +9,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from rumproxy import codecs, encoders, gzipmemo, htmlscan, memo
-from rumproxy.charset import PRESCAN_BYTES, Charset, detect_charset
+from rumproxy.charset import PRESCAN_BYTES, Charset, declared_in_header, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 _CONTENT_ATTRIBUTE = re.compile(rb"""[\s/]content\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
 
 AGENT_LOADED = "page loads the Elastic RUM agent already"
-# Where a page's charset comes from when a browser reads none from its metas (htmlscan's charset_declared).
-OUTSIDE_MARKUP = ("bom", "header")
 NO_FACTS = htmlscan.PageFacts(amp=False)
 
 PolicyEdit = Callable[[str], str]  # a page's CSP text -> the text that lets the snippet's beacons through
@@ -118,7 +116,8 @@ def inject_buffered(
             return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
         if not charset.ascii_compatible:
             return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
-        insertion, facts, reason, through = locate(document, limit, charset_declared=charset.source in OUTSIDE_MARKUP)
+        # As the stream asks it (pagestream): a BOM the scanner sees for itself.
+        insertion, facts, reason, through = locate(document, limit, charset_declared=declared_in_header(content_type))
         if insertion is None:
             return Rewritten(None, reason)
         head = memo.known_head(document, insertion, facts, through, charset)
