@@ -45,7 +45,8 @@ def make_plan(
     policy = header_policy(request, rule, trace, headers, bootstrap) if b"content-security-policy" in headers else NO_POLICY
     if policy is None:
         return None
-    markup, fixed = bootstrap.rendered(trace, policy.nonce)
+    xml = rule.xhtml and decision.media_type(headers) in decision.XHTML_TYPES
+    markup, fixed = bootstrap.rendered(trace, policy.nonce, xml=xml)
     return Plan(markup, policy, meta_policy_edit(request, rule), fixed)
 
 

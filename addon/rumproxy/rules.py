@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 from rumproxy import ruleschema
 from rumproxy.ruleschema import Located, RulesError
@@ -149,7 +150,7 @@ def _build_rule(index: int, raw: Located, defaults: Located | None, base: Path) 
         inject=rule.get_value("inject", True),
         xhtml=rule.get_value("xhtml", False),
         csp_adjust=rule.get_path_value(("csp", "adjust"), True),
-        agent=_agent(rule, where, base, injects=rule.get_value("inject", True)),
+        agent=_agent(rule, where, base, injects=rule.get_value("inject", True), xhtml=rule.get_value("xhtml", False)),
         trace=_trace(rule, where),
     )
 
@@ -177,7 +178,7 @@ def _globs(patterns: list[str], *, ignore_case: bool) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE if ignore_case else 0)
 
 
-def _agent(rule: Located, where: str, base: Path, *, injects: bool) -> AgentSpec:
+def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool) -> AgentSpec:
     agent = rule.get("agent")
     values = agent.value if agent else {}
     kind = values["kind"].value if "kind" in values else "elastic"
@@ -229,7 +230,43 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool) -> AgentSpec
                     f"{where}.agent.template",
                     f"unknown placeholder {{{{{name}}}}}; known: {', '.join(sorted(TEMPLATE_PLACEHOLDERS))}",
                 )
+        problem = _xml_problem(template) if xhtml and injects else None
+        if problem is not None:
+            key = "template" if "template" in values else "template_file"
+            raise template_item.error(
+                f"{where}.agent.{key}",
+                f"not well-formed XML, which xhtml: true needs (an XHTML page is parsed as XML, and the "
+                f"browser shows an error instead of it): {problem}; write attributes with values and "
+                "script text inside <![CDATA[ ]]>",
+            )
     return AgentSpec(kind=kind, script_url=script_url, script_file=script_file, config=config, template=template)
+
+
+# What the placeholders of a custom template stand for when it is checked: values like a page's
+# (each escaped as the page gets it, so none adds markup of its own).
+_SAMPLE_VALUES = {
+    "trace_id": "0af7651916cd43dd8448eb211c80319c",
+    "span_id": "b7ad6b7169203331",
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "sampled": "true",
+    "nonce": "bm9uY2U=",
+    "nonce_attr": ' nonce="bm9uY2U="',
+    "script_url": "/__rum/agent.js",
+    "config_json": '{"serviceName":"shop"}',
+}
+
+
+def _xml_problem(template: str) -> str | None:
+    """Why the template, filled in, is not well-formed XML inside an XHTML page's head, or None."""
+    parser = expat.ParserCreate()
+    try:
+        parser.Parse("<head>" + PLACEHOLDER.sub(lambda m: _SAMPLE_VALUES[m.group(1)], template) + "</head>", True)
+    except expat.ExpatError as e:
+        # The values add no lines: the template's line numbers hold, its columns do not.
+        lines = template.splitlines() or [""]
+        line = lines[min(e.lineno, len(lines)) - 1].strip()
+        return f"{expat.errors.messages[e.code]}, line {e.lineno} of the template: {line[:80]!r}"
+    return None
 
 
 def _script(item: Located, where: str, base: Path) -> tuple[str | None, Path | None]:

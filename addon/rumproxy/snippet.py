@@ -7,6 +7,7 @@ context it lands in, so no value can end the script element or open a comment.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -82,16 +83,28 @@ def render(
     trace: PageTrace | None,
     api_origins: tuple[str, ...] = (),
     nonce: str | None = None,
+    xml: bool = False,
 ) -> str:
-    """The markup to insert. `script_src` is the URL the page loads the agent from."""
+    """The markup to insert. `script_src` is the URL the page loads the agent from; `xml`: the page
+    is XHTML, parsed as XML (a custom template is checked to be well-formed when its rule is loaded)."""
     if agent.kind == "custom":
         config = agent_config(agent, trace, api_origins)
         return render_template(agent.template or "", script_src=script_src, trace=trace, nonce=nonce, config=config)
-    return _elastic_markup(html.escape(script_src or "", quote=True), nonce, init_script(rule_options(agent, api_origins), page_options(trace)))
+    init = init_script(rule_options(agent, api_origins), page_options(trace))
+    return _elastic_markup(html.escape(script_src or "", quote=True), nonce, init, xml=xml)
 
 
-def _elastic_markup(escaped_src: str, nonce: str | None, init: str) -> str:
+def _elastic_markup(escaped_src: str, nonce: str | None, init: str, *, xml: bool = False) -> str:
     nonce_attr = f' nonce="{html.escape(nonce, quote=True)}"' if nonce else ""
+    if xml:
+        # An XML parser stops the page at an attribute without a value or a bare "&" (the init's
+        # "&&"): the page would show an error instead of itself. The script's text is the CDATA's,
+        # the same as in HTML, so a policy's hash of it holds; it cannot contain "]]>" (script_json
+        # escapes ">").
+        return (
+            f'<script src="{escaped_src}" crossorigin="anonymous"{nonce_attr}></script>'
+            f"<script{nonce_attr}><![CDATA[{init}]]></script>"
+        )
     return f'<script src="{escaped_src}" crossorigin{nonce_attr}></script><script{nonce_attr}>{init}</script>'
 
 
@@ -166,20 +179,19 @@ class Bootstrap:
         self.api_origins = api_origins
         self._src = html.escape(script_src or "", quote=True)
         self._config_json = script_json(rule_options(agent, api_origins))
-        # A traced page's markup without a nonce, around its ids, by (sampled, continued): made with
-        # one format, and what comes before the trace id is its fixed part (fixed_length()).
-        self._around_ids: dict[tuple[bool, bool], tuple[str, ...]] = {}
+        # A traced page's markup without a nonce, around its ids, by (sampled, continued, xml): made
+        # with one format, and what comes before the trace id is its fixed part (fixed_length()).
+        self._around_ids: dict[tuple[bool, bool, bool], tuple[str, ...]] = {}
         if agent.kind != "elastic":
             return
-        for sampled in (True, False):
-            for continued in (True, False):
-                trace = PageTrace(_TRACE_MARK, _SPAN_MARK, sampled, "", continued)
-                before, *rest = _elastic_markup(self._src, None, self.init_script(trace)).split(_TRACE_MARK)
-                parts = (before, *rest[0].split(_SPAN_MARK)) if len(rest) == 1 else ()
-                if len(parts) != 3:
-                    self._around_ids.clear()  # a mark in the rule's own text: the general path
-                    return
-                self._around_ids[sampled, continued] = parts
+        for sampled, continued, xml in itertools.product((True, False), repeat=3):
+            trace = PageTrace(_TRACE_MARK, _SPAN_MARK, sampled, "", continued)
+            before, *rest = _elastic_markup(self._src, None, self.init_script(trace), xml=xml).split(_TRACE_MARK)
+            parts = (before, *rest[0].split(_SPAN_MARK)) if len(rest) == 1 else ()
+            if len(parts) != 3:
+                self._around_ids.clear()  # a mark in the rule's own text: the general path
+                return
+            self._around_ids[sampled, continued, xml] = parts
 
     def page_json(self, trace: PageTrace) -> str:
         """script_json(page_options(trace)), written directly: ids are hex, from our generator or
@@ -191,17 +203,17 @@ class Bootstrap:
     def init_script(self, trace: PageTrace | None) -> str:
         return _init_script(self._config_json, None if trace is None else self.page_json(trace))
 
-    def render(self, trace: PageTrace | None, nonce: str | None = None) -> str:
-        return self.rendered(trace, nonce)[0]
+    def render(self, trace: PageTrace | None, nonce: str | None = None, *, xml: bool = False) -> str:
+        return self.rendered(trace, nonce, xml=xml)[0]
 
-    def rendered(self, trace: PageTrace | None, nonce: str | None = None) -> tuple[str, int]:
-        """The markup, and its fixed_length()."""
+    def rendered(self, trace: PageTrace | None, nonce: str | None = None, *, xml: bool = False) -> tuple[str, int]:
+        """The markup (for an XHTML page: `xml`), and its fixed_length()."""
         if self._around_ids and trace is not None and nonce is None:
             # Most pages: the ids between parts made once.
-            before, between, after = self._around_ids[trace.sampled, trace.continued]
+            before, between, after = self._around_ids[trace.sampled, trace.continued, xml]
             return f"{before}{trace.trace_id}{between}{trace.span_id}{after}", len(before)
         if self.agent.kind == "custom":
             markup = render(self.agent, script_src=self.script_src, trace=trace, api_origins=self.api_origins, nonce=nonce)
         else:
-            markup = _elastic_markup(self._src, nonce, self.init_script(trace))
+            markup = _elastic_markup(self._src, nonce, self.init_script(trace), xml=xml)
         return markup, fixed_length(markup, trace, nonce)

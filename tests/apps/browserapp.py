@@ -25,6 +25,8 @@ GET /based                 Joomla's head for a page that is not HTML5: <base hre
                            before the charset meta; the Content-Type names the charset too
 GET /script-first          a tag manager's script first in the head, then the charset meta, which
                            the Content-Type does not repeat (text/html only)
+GET /xhtml                 an XHTML 1.0 Strict page served as application/xhtml+xml: the browser
+                           parses it as XML, where one stray "&" shows an error instead of the page
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -233,6 +235,19 @@ def script_first() -> Response:
         "</body>\n</html>\n"
     )
     return Response(text.encode(), content_type="text/html")
+
+
+@app.get("/xhtml")
+def xhtml() -> Response:
+    text = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n<head>\n'
+        '<meta http-equiv="content-type" content="application/xhtml+xml; charset=utf-8" />\n<title>xhtml</title>\n</head>\n'
+        '<body>\n<h1 id="title">Café &amp; crème</h1>\n'
+        f"<script>//<![CDATA[\n{MARK_SCRIPT}\n//]]></script>\n</body>\n</html>\n"
+    )
+    return Response(text.encode(), content_type="application/xhtml+xml; charset=utf-8")
 
 
 @app.get("/spa")

@@ -7,7 +7,7 @@ and the headers the proxy sent upstream are recorded so tests can check them.
 GET|POST /page          body: ?body=NAME (see BODIES) or ?b64=BASE64 (raw bytes); a POST with
                                        neither: the request's body (a page too long for a URL)
                         ?ctype=…       Content-Type; default text/html; charset=utf-8, except
-                                       the non-UTF-8 bodies (BODY_CONTENT_TYPES); empty: none
+                                       the bodies in BODY_CONTENT_TYPES (not UTF-8, XHTML); empty: none
                         ?encoding=…    gzip | deflate | br | zstd | identity | "gzip, br" (stacked,
                                        applied left to right, as Content-Encoding lists them);
                                        negotiate: br, zstd or gzip, the first the request's
@@ -137,6 +137,15 @@ BODIES: dict[str, bytes] = {
         + b"})(window,document,'script','dataLayer','GTM-XXXX');</script>\n"
         b'<meta charset="utf-8">\n<title>script first</title>\n</head>\n<body>\n<p>Caf\xc3\xa9 cr\xc3\xa8me.</p>\n</body>\n</html>\n'
     ),
+    # XHTML as an XML parser reads it: a prolog, entities, a script's text in CDATA.
+    "xhtml": (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+        b'<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n<head>\n'
+        b'<meta http-equiv="content-type" content="application/xhtml+xml; charset=utf-8" />\n'
+        b"<title>Caf\xc3\xa9 &amp; cr\xc3\xa8me</title>\n</head>\n<body>\n<p>XHTML &lt;strict&gt;.</p>\n"
+        b"<script>//<![CDATA[\nif (window.a && a.b) a.b();\n//]]></script>\n</body>\n</html>\n"
+    ),
     "big": _big(),
     "prose": _prose(),
     "latin1": LATIN1.encode("iso-8859-1"),
@@ -147,7 +156,7 @@ BODIES: dict[str, bytes] = {
 }
 # A charset=utf-8 header would contradict these bodies; the browser and the proxy
 # must find their charset in the BOM or the meta tag.
-BODY_CONTENT_TYPES = {"latin1": "text/html", "sjis": "text/html", "utf16": "text/html"}
+BODY_CONTENT_TYPES = {"latin1": "text/html", "sjis": "text/html", "utf16": "text/html", "xhtml": "application/xhtml+xml; charset=utf-8"}
 DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
 
 ENCODERS = {

@@ -44,7 +44,7 @@ def api(intake: Intake) -> Iterator[BrowserApp]:
 
 @pytest.fixture(scope="module")
 def proxy(app: BrowserApp, api: BrowserApp, intake: Intake, tmp_path_factory) -> Iterator[Mitmdump]:
-    rules = [rule("site", ["127.0.0.1"], config={"distributedTracingOrigins": [api.origin]})]
+    rules = [rule("site", ["127.0.0.1"], config={"distributedTracingOrigins": [api.origin]}, xhtml=True)]
     with reverse_proxy(app, intake, tmp_path_factory.mktemp("reverse"), rules) as mitmdump:
         yield mitmdump
 
@@ -120,6 +120,26 @@ def test_a_page_whose_charset_meta_follows_a_script_keeps_its_charset(browser_pa
     assert page.evaluate("window.dataLayer.length") == 12 and browser_page.own_script_ran()
     load, backend = browser_page.wait_for_intake(
         intake, lambda events: linked_backend(events, url, "GET /script-first"), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
+def test_an_xhtml_page_stays_well_formed_xml(browser_page: BrowserPage, proxy: Mitmdump, intake: Intake) -> None:
+    """A page served as application/xhtml+xml (the rule says xhtml: true) is parsed as XML, where an
+    attribute without a value or a bare "&" in a script is an error the browser shows instead of the
+    page: the snippet is well-formed XML there, the page renders whole, and its load is linked."""
+    url = f"{proxy.url}/xhtml"
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    page = browser_page.page
+    assert page.evaluate("document.contentType") == "application/xhtml+xml"
+    assert page.locator("parsererror").count() == 0, page.content()[:2000]
+    assert page.locator("#title").text_content() == "Café & crème"
+    assert browser_page.own_script_ran()
+    assert page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url, "GET /xhtml"), what="the page load and its backend transaction"
     )
     assert_document_linked(intake.events(), load, backend)
     browser_page.assert_clean()

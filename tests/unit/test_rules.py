@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import textwrap
 from pathlib import Path
 
@@ -192,6 +194,27 @@ def test_custom_kind_template(rules_dir):
 
 
 @pytest.mark.parametrize(
+    "template",
+    [
+        '<script src="{{script_url}}" crossorigin="anonymous"{{nonce_attr}}></script>',
+        "<script{{nonce_attr}}><![CDATA[if (window.a && a.start) a.start({{config_json}})]]></script>",
+        '<meta name="traceparent" content="{{traceparent}}" />',
+    ],
+)
+def test_a_custom_template_for_xhtml_pages_is_checked_to_be_well_formed_xml(rules_dir, template):
+    """xhtml: true puts the template into pages parsed as XML: one that is well-formed loads, and
+    the same template with a bare "&" or an attribute without a value does not (a rule without
+    xhtml keeps HTML's freedom)."""
+    def rules_text(xhtml: str, text: str) -> str:
+        return f"version: 1\nrules:\n  - hosts: [a.test]\n    xhtml: {xhtml}\n    agent: {{kind: custom, template: {json.dumps(text)}}}\n"
+
+    assert parse(rules_text("true", template), rules_dir).rules[0].agent.template == template
+    broken = template.replace('="anonymous"', "").replace("<![CDATA[", "").replace("]]>", "").replace(" />", ">")
+    assert "rules[0].agent.template: not well-formed XML" in error_of(rules_text("true", broken), rules_dir)
+    assert parse(rules_text("false", broken), rules_dir).rules[0].agent.template == broken
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("version: 1\nrules:\n  - hosts: [a.test]\n    agnet: {}\n", ":4: rules[0].agnet: unknown key; allowed here: name, hosts"),
@@ -235,6 +258,16 @@ def test_custom_kind_template(rules_dir):
         (
             "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {kind: custom, template: '{{bogus}}'}\n",
             "unknown placeholder {{bogus}}",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    xhtml: true\n    agent:\n      kind: custom\n"
+            "      template: |\n        <script src=\"{{script_url}}\" async></script>\n",
+            ":7: rules[0].agent.template: not well-formed XML, which xhtml: true needs",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    xhtml: true\n    agent:\n      kind: custom\n"
+            "      template: |\n        <script>\n          if (window.a && a.start) a.start()\n        </script>\n",
+            "line 2 of the template: 'if (window.a && a.start) a.start()'",
         ),
         (
             "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js, config: {serviceName: x}}\n    trace: {api_origins: ['https://api.test/v1']}\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import xml.etree.ElementTree
 
 import pytest
 from hypothesis import given
@@ -136,10 +137,39 @@ _TRACES = st.one_of(
 def test_bootstrap_renders_exactly_what_render_does(config, trace, api_origins, nonce):
     agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js?a=1&b=2", script_file=None, config=config, template=None)
     bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=api_origins)
-    markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce)
-    assert bootstrap.render(trace, nonce) == markup
-    assert bootstrap.rendered(trace, nonce) == (markup, fixed_length(markup, trace, nonce))
+    for xml in (False, True):
+        markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce, xml=xml)
+        assert bootstrap.render(trace, nonce, xml=xml) == markup
+        assert bootstrap.rendered(trace, nonce, xml=xml) == (markup, fixed_length(markup, trace, nonce))
     assert bootstrap.init_script(trace) == init_script(rule_options(agent, api_origins), page_options(trace))
+
+
+def xml_scripts(markup: str) -> list[xml.etree.ElementTree.Element]:
+    """The markup's elements as an XML parser reads them inside an XHTML page (raises if it is not
+    well-formed)."""
+    root = xml.etree.ElementTree.fromstring(f'<head xmlns="http://www.w3.org/1999/xhtml">{markup}</head>')
+    return list(root)
+
+
+@given(
+    config=st.dictionaries(_CONFIG_KEYS, _CONFIG_VALUES, max_size=5),
+    trace=st.one_of(st.none(), _TRACES),
+    nonce=st.one_of(st.none(), st.sampled_from(["n1", 'a"b<&>'])),
+)
+def test_the_markup_for_an_xhtml_page_is_well_formed_xml_with_the_same_script(config, trace, nonce):
+    """An XHTML page is parsed as XML: an attribute without a value (crossorigin) or a bare "&" (the
+    init's "&&") would stop the page. The script's text, CDATA there, is the HTML markup's, so a CSP
+    hash of it holds for both."""
+    agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js?a=1&b=2", script_file=None, config=config, template=None)
+    bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=())
+    loader, init = xml_scripts(bootstrap.render(trace, nonce, xml=True))
+    assert loader.get("src") == "https://cdn.test/rum.js?a=1&b=2"
+    assert loader.get("crossorigin") == "anonymous"  # what a bare crossorigin means in HTML
+    assert loader.get("nonce") == init.get("nonce") == nonce
+    assert init.text == bootstrap.init_script(trace)
+    html_markup = bootstrap.render(trace, nonce)
+    assert f">{init.text}</script>" in html_markup
+    assert init_options(html_markup) == init_options(init.text + "</script>")
 
 
 def test_the_fixed_part_ends_before_the_first_value_of_the_page_itself():
