@@ -1,6 +1,6 @@
 """What the RUM addon costs on top of plain mitmdump, measured in one run (issue 5).
 
-    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~28 min
+    scripts/bench            # all pages, encodings and configurations, 3 rounds, ~30 min
     scripts/bench --quick    # 10k and 20M, identity and gzip, pass/pass-stream/always/auto, ~4 min
     scripts/bench --pages 10k,512k,20M --configs pass,never,always --rounds 5
     scripts/bench --chunked  # the same pages without a Content-Length, as dynamic apps send them
@@ -29,6 +29,9 @@ Configurations:
                hooks do nothing (benchlib/hooks_only.py): the floor of any such `-s` addon
   pass-hooks-stream  pass-hooks that also streams every response through a callable that
                changes nothing: the floor of an addon that streams
+  naive        plain mitmdump with the naive injector issue 5 describes (benchlib/naive_splice.py):
+               a traceparent upstream; the body decoded, the reference snippet put before
+               </head>, encoded again by mitmproxy: the least an injecting addon does
   never        the addon, whole bodies rewritten (rum_stream=never)
   always       the addon, streaming every page (rum_stream=always)
   auto         the addon as shipped (rum_stream=auto)

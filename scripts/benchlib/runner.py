@@ -42,6 +42,7 @@ class Config:
     addon: bool
     args: tuple[str, ...] = ()
     nginx: bool = False
+    naive: bool = False  # puts the reference snippet in, as nginx-sub does
 
     def served_encoding(self, encoding: str) -> str:
         """The Content-Encoding the client gets in the column of the origin's `encoding`."""
@@ -54,6 +55,7 @@ class Config:
 
 
 HOOKS_ONLY = Path(__file__).with_name("hooks_only.py")
+NAIVE_SPLICE = Path(__file__).with_name("naive_splice.py")
 
 CONFIGS = {
     c.name: c
@@ -62,6 +64,8 @@ CONFIGS = {
         Config("pass-stream", addon=False, args=("--set", f"stream_large_bodies={STREAM_ABOVE // 1024}k")),
         Config("pass-hooks", addon=False, args=("-s", str(HOOKS_ONLY))),
         Config("pass-hooks-stream", addon=False, args=("-s", str(HOOKS_ONLY), "--set", "hooks_stream=true")),
+        Config("naive", addon=False, naive=True,
+               args=("-s", str(NAIVE_SPLICE), "--set", f"naive_snippet={REFERENCE_SNIPPET}")),
         Config("never", addon=True, args=("--set", "rum_stream=never")),
         Config("always", addon=True, args=("--set", "rum_stream=always")),
         Config("auto", addon=True),
@@ -181,7 +185,7 @@ def _guard(target: Target, action) -> None:
 
 
 def checked_fetch(target: Target, page: Page, headers: dict[str, str], encoding: str) -> measure.Fetch:
-    if target.config.nginx:
+    if target.config.nginx or target.config.naive:
         snippet = (REFERENCE_SNIPPET[:20].encode(), REFERENCE_SNIPPET[-15:].encode())
     else:
         snippet = ADDON_SNIPPET if target.config.addon else None
