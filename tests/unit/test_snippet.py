@@ -137,10 +137,10 @@ _TRACES = st.one_of(
 def test_bootstrap_renders_exactly_what_render_does(config, trace, api_origins, nonce):
     agent = AgentSpec(kind="elastic", script_url="https://cdn.test/rum.js?a=1&b=2", script_file=None, config=config, template=None)
     bootstrap = Bootstrap(agent, script_src=agent.script_url, api_origins=api_origins)
-    for xml in (False, True):
-        markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce, xml=xml)
-        assert bootstrap.render(trace, nonce, xml=xml) == markup
-        assert bootstrap.rendered(trace, nonce, xml=xml) == (markup, fixed_length(markup, trace, nonce))
+    for as_xml in (False, True):
+        markup = render(agent, script_src=agent.script_url, trace=trace, api_origins=api_origins, nonce=nonce, xml=as_xml)
+        assert bootstrap.render(trace, nonce, xml=as_xml) == markup
+        assert bootstrap.rendered(trace, nonce, xml=as_xml) == (markup, fixed_length(markup, trace, nonce))
     assert bootstrap.init_script(trace) == init_script(rule_options(agent, api_origins), page_options(trace))
 
 
