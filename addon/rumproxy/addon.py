@@ -68,7 +68,7 @@ class RumInject:
                 self.active = ActiveRules.of(load_rules(path))
             except RulesError as e:
                 raise exceptions.OptionsError(f"rum_rules: {e}") from None
-            self.watcher.watch(path)
+            self.watcher.watch(path, self.active.rules.read_files())
         self.settings = settings
         self.memo.budget = settings.memo_bytes
 
@@ -88,6 +88,7 @@ class RumInject:
         except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
             logger.error(f"rules not reloaded, the last good rules stay active: {path}: {e!r}")
         else:
+            self.watcher.watch(path, self.active.rules.read_files())  # the files it reads may be others now
             logger.info(f"rules reloaded from {path}: {len(self.active.rules.rules)} rule(s)")
 
     # --- request side ---

@@ -37,6 +37,7 @@ class AgentSpec:
     script_file: Path | None  # a local bundle the proxy serves itself under /__rum/
     config: Mapping[str, Any]  # handed verbatim to elasticApm.init(...)
     template: str | None  # kind "custom": HTML with {{placeholders}}
+    template_file: Path | None = None  # where the template was read from (agent.template_file)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,12 @@ class RuleSet:
 
     def names_host(self, host: str, port: int | None) -> bool:
         return bool(self._for_site(host, port))
+
+    def read_files(self) -> frozenset[Path]:
+        """The files besides the rules file that loading them read: local agent scripts and
+        templates. An edit of one is an edit of the rules."""
+        agents = [rule.agent for rule in self.rules]
+        return frozenset(file for agent in agents for file in (agent.script_file, agent.template_file) if file is not None)
 
 
 def load_rules(path: Path) -> RuleSet:
@@ -193,7 +200,7 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
                 f"{where}.agent.script",
                 "not set, and the bundled @elastic/apm-rum is not installed: run scripts/setup or set agent.script to an URL or file",
             )
-    template = None
+    template = template_file = None
     if kind == "elastic":
         if "template" in values or "template_file" in values:
             key = "template" if "template" in values else "template_file"
@@ -217,11 +224,11 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
             template_item = values["template"]
         elif "template_file" in values:
             template_item = values["template_file"]
-            file = (base / template_item.value).resolve()
+            template_file = (base / template_item.value).resolve()
             try:
-                template = file.read_text(encoding="utf-8")
+                template = template_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
-                raise template_item.error(f"{where}.agent.template_file", f"cannot read {file}: {e}") from None
+                raise template_item.error(f"{where}.agent.template_file", f"cannot read {template_file}: {e}") from None
         else:
             raise (agent or rule).error(f"{where}.agent", "kind: custom needs agent.template (HTML) or agent.template_file")
         for name in PLACEHOLDER.findall(template):
@@ -239,7 +246,9 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
                 f"browser shows an error instead of it): {problem}; write attributes with values and "
                 "script text inside <![CDATA[ ]]>",
             )
-    return AgentSpec(kind=kind, script_url=script_url, script_file=script_file, config=config, template=template)
+    return AgentSpec(
+        kind=kind, script_url=script_url, script_file=script_file, config=config, template=template, template_file=template_file
+    )
 
 
 # What the placeholders of a custom template stand for when it is checked: values like a page's

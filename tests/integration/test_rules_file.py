@@ -69,3 +69,42 @@ def test_edits_apply_while_running_and_a_bad_edit_keeps_the_last_good_rules(http
 
         write_rules(rules, service_name="fixed")
         wait_until(lambda: service_name(http, proxy) == "fixed", timeout=5, what="the fixed rules")
+
+
+def test_edits_of_the_files_the_rules_name_apply_while_running(http, upstream, tmp_path):
+    """A custom template file and a local agent script are part of the rules: editing either applies
+    like an edit of the rules file, and a bad template keeps the last good rules."""
+    agent, template = tmp_path / "agent.js", tmp_path / "template.html"
+    agent.write_text("window.agentVersion = 1;\n")
+    template.write_text('<script src="{{script_url}}"></script><script>start("one", "{{trace_id}}")</script>\n')
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: 1\nrules:\n  - hosts: ["127.0.0.1"]\n'
+        "    agent: {kind: custom, script: agent.js, template_file: template.html}\n"
+    )
+
+    def page() -> str:
+        return http.get(f"{proxy.url}/page?body=basic", headers=NAVIGATION, timeout=10).text
+
+    def agent_url() -> str:
+        return re.search(r'<script src="(/__rum/[^"]+)"', page()).group(1)
+
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules) as proxy:
+        assert 'start("one", "' in page()
+        first_url = agent_url()
+        assert http.get(proxy.url + first_url, timeout=10).text == "window.agentVersion = 1;\n"
+
+        template.write_text('<script src="{{script_url}}"></script><script>start("two", "{{trace_id}}")</script>\n')
+        wait_until(lambda: 'start("two", "' in page(), timeout=5, what="the edited template")
+
+        mark = proxy.mark()
+        template.write_text("<script>start({{bogus}})</script>\n")
+        proxy.wait_for_log(r"rules not reloaded, the last good rules stay active: .*unknown placeholder \{\{bogus\}\}", since=mark, timeout=5)
+        assert 'start("two", "' in page()
+
+        agent.write_text("window.agentVersion = 2;\n")
+        template.write_text('<script src="{{script_url}}"></script><script>start("three", "{{trace_id}}")</script>\n')
+        wait_until(lambda: 'start("three", "' in page(), timeout=5, what="the fixed template")
+        second_url = agent_url()
+        assert second_url != first_url  # the URL names the file's digest: caches see the change
+        assert http.get(proxy.url + second_url, timeout=10).text == "window.agentVersion = 2;\n"

@@ -193,6 +193,26 @@ def test_custom_kind_template(rules_dir):
     assert rules.rules[0].agent.template.startswith("<script")
 
 
+def test_the_rules_know_the_files_they_read(rules_dir):
+    (rules_dir / "agent.js").write_text("/* agent */")
+    (rules_dir / "template.html").write_text("<script>start({{config_json}})</script>")
+    rules = parse(
+        """\
+        version: 1
+        rules:
+          - hosts: [a.test]
+            agent: {script: agent.js, config: {serviceName: a}}
+          - hosts: [b.test]
+            agent: {kind: custom, template_file: template.html}
+          - hosts: [c.test]
+            agent: {script: "https://cdn.test/rum.js", config: {serviceName: c}}
+        """,
+        rules_dir,
+    )
+    assert rules.read_files() == {(rules_dir / "agent.js").resolve(), (rules_dir / "template.html").resolve()}
+    assert rules.rules[1].agent.template == "<script>start({{config_json}})</script>"
+
+
 @pytest.mark.parametrize(
     "template",
     [
