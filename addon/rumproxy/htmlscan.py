@@ -70,15 +70,19 @@ from dataclasses import dataclass
 
 from . import _htmltokens as tok
 from .charset import PRESCAN_BYTES, meta_label
+from .headtags import (
+    AMP_NAMES,
+    BEFORE_HEAD_NEUTRAL,
+    HEAD_CONTENT,
+    INERT,
+    has_href,
+    is_policy,
+    may_be_amp,
+    meta_attributes,
+    moves_point,
+)
 
-__all__ = [
-    "AGENT_SIGNATURES",
-    "Insertion",
-    "InsertionScanner",
-    "PageFacts",
-    "find_insertion_point",
-    "loads_agent",
-]
+__all__ = ["Insertion", "InsertionScanner", "PageFacts", "find_insertion_point"]
 
 
 @dataclass(frozen=True)
@@ -96,63 +100,8 @@ class PageFacts:
     csp_meta: tuple[int, int] | None = None
 
 
-AGENT_SIGNATURES: tuple[bytes, ...] = (
-    b"elastic-apm-rum",  # the bundle's file name, on CDNs and self-hosted copies
-    b"@elastic/apm-rum",  # npm imports and unpkg/jsdelivr paths
-    b"elasticApm.init(",  # the inline init call, ours included
-)
-
-
-def loads_agent(document: bytes) -> bool:
-    """True if the page already seems to load the Elastic RUM agent (one of AGENT_SIGNATURES)."""
-    # Two scans instead of three: both bundle signatures end in "apm-rum", rare in other pages.
-    if b"elasticApm.init(" in document:
-        return True
-    found = document.find(b"apm-rum")
-    while found >= 0:
-        if document[max(found - 8, 0) : found] == b"elastic-" or document[max(found - 9, 0) : found] == b"@elastic/":
-            return True
-        found = document.find(b"apm-rum", found + 1)
-    return False
-
-
 _BOM = b"\xef\xbb\xbf"
-_HEAD_CONTENT = frozenset(
-    {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
-)
-# Before a head, html and head start tags do not end the implicit head either.
-_BEFORE_HEAD_NEUTRAL = (_HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
-_INERT = frozenset({b"noscript", b"template"})
 _BEFORE_THEM = {b"script": "before-script", b"body": "before-body"}  # before a head: right before them
-_BOLT = "⚡".encode()
-_AMP = frozenset({b"amp", b"amp4email", b"amp4ads", _BOLT, _BOLT + b"4email", _BOLT + b"4ads"})
-_PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})
-_CSP_PRAGMA = b"content-security-policy"
-
-
-def _may_be_amp(rest: bytes) -> bool:
-    """Cheap pre-check: every name in _AMP contains "amp" or the bolt."""
-    return b"amp" in rest.lower() or _BOLT in rest
-
-
-def _meta_attributes(rest: bytes) -> dict[bytes, bytes] | None:
-    """A meta's attributes; None, without parsing them, for one with neither attribute that matters."""
-    lowered = rest.lower()
-    if b"charset" not in lowered and b"http-equiv" not in lowered:
-        return None
-    return tok.attributes(rest)
-
-
-def _is_policy(attrs: dict[bytes, bytes]) -> bool:
-    return attrs.get(b"http-equiv", b"").strip().lower() == _CSP_PRAGMA
-
-
-def _moves_point(attrs: dict[bytes, bytes]) -> bool:
-    return b"charset" in attrs or attrs.get(b"http-equiv", b"").strip().lower() in _PRAGMAS
-
-
-def _has_href(rest: bytes) -> bool:
-    return b"href" in rest.lower() and b"href" in tok.attributes(rest)
 
 
 class InsertionScanner(tok.Tokenizer):
@@ -277,13 +226,13 @@ class InsertionScanner(tok.Tokenizer):
     def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
         if end > PRESCAN_BYTES:
             return self._settle()  # past the prescan's bytes, however the page arrived
-        if name in _INERT:
+        if name in INERT:
             self._inert += 1
             return False
-        attrs = _meta_attributes(rest) if name == b"meta" else None
+        attrs = meta_attributes(rest) if name == b"meta" else None
         if attrs is None:
             return False
-        if _is_policy(attrs):
+        if is_policy(attrs):
             self._csp_meta = (start, end)
             return self._settle(through=end)
         if not meta_label(attrs):
@@ -298,9 +247,9 @@ class InsertionScanner(tok.Tokenizer):
         # The decision rests on the "<", the name and the byte that ended it.
         through = offset + len(name) + 2
         if self._in_head:
-            if name == b"script" or name not in _HEAD_CONTENT:
+            if name == b"script" or name not in HEAD_CONTENT:
                 return self._decide(self._current(), through)
-        elif name not in _BEFORE_HEAD_NEUTRAL:
+        elif name not in BEFORE_HEAD_NEUTRAL:
             # Inside noscript/template a script or body is inert text: stay before it.
             if name in _BEFORE_THEM and not self._inert and not self._held_by_base:
                 return self._decide(Insertion(offset, _BEFORE_THEM[name]), through)
@@ -310,26 +259,26 @@ class InsertionScanner(tok.Tokenizer):
     def _on_start_tag(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
         if self._pending is not None:
             return self._while_waiting(name, rest, start, end)
-        if name in _INERT:
+        if name in INERT:
             self._inert += 1
         elif self._inert:
             pass  # a point in there would put the snippet where it never runs
         elif name == b"meta":
-            attrs = _meta_attributes(rest)
+            attrs = meta_attributes(rest)
             if attrs is None:
                 return False
-            if _is_policy(attrs):
+            if is_policy(attrs):
                 # Scripts before a meta policy are not subject to it: stop right before it.
                 self._csp_meta = (start, end)
                 return self._decide(self._current(), end, may_wait=False)
-            if _moves_point(attrs):
+            if moves_point(attrs):
                 self._advance(end, "after-meta")
                 self._charset_meta_seen = self._charset_meta_seen or bool(meta_label(attrs))
         elif name == b"base":
-            if self._charset_outside_markup and _has_href(rest):
+            if self._charset_outside_markup and has_href(rest):
                 self._held_by_base = True
         elif name == b"html":
-            if not self._amp and _may_be_amp(rest) and not _AMP.isdisjoint(tok.attributes(rest)):
+            if not self._amp and may_be_amp(rest) and not AMP_NAMES.isdisjoint(tok.attributes(rest)):
                 self._amp = True
             if not self._seen_html:
                 self._seen_html = True
@@ -346,7 +295,7 @@ class InsertionScanner(tok.Tokenizer):
         return self._decide(self._current(), offset + len(name) + 3)
 
     def _on_end_tag(self, name: bytes) -> None:
-        if name in _INERT and self._inert:
+        if name in INERT and self._inert:
             self._inert -= 1
 
     def _on_doctype(self, end: int) -> None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-from rumproxy import codecs, encoders, gzipmemo, htmlscan, memo
+from rumproxy import agentpresence, codecs, encoders, gzipmemo, htmlscan, memo
 from rumproxy.charset import PRESCAN_BYTES, Charset, declared_in_header, detect_charset
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
@@ -38,7 +38,7 @@ class Rewritten(NamedTuple):
 def body_skip_reason(document: bytes, facts: htmlscan.PageFacts) -> str | None:
     if facts.amp:
         return "AMP page (an injected script would invalidate it)"
-    if htmlscan.loads_agent(document):
+    if agentpresence.loads_agent(document):
         return AGENT_LOADED
     return None
 
@@ -106,7 +106,7 @@ def inject_buffered(
     head = None
     detail = ""
     if known_head is not None and document.startswith(known_head.source):
-        if htmlscan.loads_agent(document):
+        if agentpresence.loads_agent(document):
             return Rewritten(None, AGENT_LOADED)
         charset, insertion, facts = known_head.charset, htmlscan.Insertion(known_head.offset, known_head.placement), NO_FACTS
         detail = memo.HEAD_REMEMBERED

@@ -12,9 +12,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from xml.parsers import expat
 
-from rumproxy import ruleschema
+from rumproxy import customtemplate, ruleschema
 from rumproxy.ruleschema import Located, RulesError
 
 __all__ = ["AgentSpec", "TraceSpec", "Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
@@ -24,10 +23,6 @@ VENDORED_AGENT = (
     REPO_ROOT / "vendor/agent/node_modules/@elastic/apm-rum/dist/bundles/elastic-apm-rum.umd.min.js"
 )
 SERVICE_NAME = re.compile(r"^[a-zA-Z0-9 _-]+$")
-PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-TEMPLATE_PLACEHOLDERS = frozenset(
-    {"trace_id", "span_id", "traceparent", "sampled", "nonce", "nonce_attr", "script_url", "config_json"}
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,13 +226,13 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
                 raise template_item.error(f"{where}.agent.template_file", f"cannot read {template_file}: {e}") from None
         else:
             raise (agent or rule).error(f"{where}.agent", "kind: custom needs agent.template (HTML) or agent.template_file")
-        for name in PLACEHOLDER.findall(template):
-            if name not in TEMPLATE_PLACEHOLDERS:
-                raise template_item.error(
-                    f"{where}.agent.template",
-                    f"unknown placeholder {{{{{name}}}}}; known: {', '.join(sorted(TEMPLATE_PLACEHOLDERS))}",
-                )
-        problem = _xml_problem(template) if xhtml and injects else None
+        unknown = customtemplate.unknown_placeholders(template)
+        if unknown:
+            raise template_item.error(
+                f"{where}.agent.template",
+                f"unknown placeholder {{{{{unknown[0]}}}}}; known: {', '.join(sorted(customtemplate.PLACEHOLDERS))}",
+            )
+        problem = customtemplate.xml_problem(template) if xhtml and injects else None
         if problem is not None:
             key = "template" if "template" in values else "template_file"
             raise template_item.error(
@@ -249,33 +244,6 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
     return AgentSpec(
         kind=kind, script_url=script_url, script_file=script_file, config=config, template=template, template_file=template_file
     )
-
-
-# What the placeholders of a custom template stand for when it is checked: values like a page's
-# (each escaped as the page gets it, so none adds markup of its own).
-_SAMPLE_VALUES = {
-    "trace_id": "0af7651916cd43dd8448eb211c80319c",
-    "span_id": "b7ad6b7169203331",
-    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    "sampled": "true",
-    "nonce": "bm9uY2U=",
-    "nonce_attr": ' nonce="bm9uY2U="',
-    "script_url": "/__rum/agent.js",
-    "config_json": '{"serviceName":"shop"}',
-}
-
-
-def _xml_problem(template: str) -> str | None:
-    """Why the template, filled in, is not well-formed XML inside an XHTML page's head, or None."""
-    parser = expat.ParserCreate()
-    try:
-        parser.Parse("<head>" + PLACEHOLDER.sub(lambda m: _SAMPLE_VALUES[m.group(1)], template) + "</head>", True)
-    except expat.ExpatError as e:
-        # The values add no lines: the template's line numbers hold, its columns do not.
-        lines = template.splitlines() or [""]
-        line = lines[min(e.lineno, len(lines)) - 1].strip()
-        return f"{expat.errors.messages[e.code]}, line {e.lineno} of the template: {line[:80]!r}"
-    return None
 
 
 def _script(item: Located, where: str, base: Path) -> tuple[str | None, Path | None]:

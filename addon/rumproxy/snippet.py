@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from rumproxy.rules import PLACEHOLDER, AgentSpec
+from rumproxy.customtemplate import PLACEHOLDER
+from rumproxy.rules import AgentSpec
 
 # "</script" ends the element and "<!--" changes how it ends; U+2028/2029 broke pre-ES2019 parsers.
 _SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})

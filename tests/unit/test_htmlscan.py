@@ -10,14 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rumproxy.htmlscan import (
-    AGENT_SIGNATURES,
-    Insertion,
-    InsertionScanner,
-    PageFacts,
-    find_insertion_point,
-    loads_agent,
-)
+from rumproxy.htmlscan import Insertion, InsertionScanner, PageFacts, find_insertion_point
 
 BOM = b"\xef\xbb\xbf"
 PRESCAN = 1024  # the bytes a browser's charset prescan reads
@@ -648,26 +641,3 @@ def test_rejects_a_useless_limit() -> None:
 )
 def test_amp_facts(document: bytes, amp: bool) -> None:
     assert find_insertion_point(document)[1] == PageFacts(amp=amp)
-
-
-@pytest.mark.parametrize(
-    ("document", "loads"),
-    [
-        (b'<script src="https://unpkg.com/@elastic/apm-rum@5.17.0/dist/bundles/elastic-apm-rum.umd.min.js"></script>', True),
-        (b"<script>elasticApm.init({serviceName: 'x'})</script>", True),
-        (b'import { init } from "@elastic/apm-rum"', True),
-        (b"<script src=/app.js></script>", False),
-        (b"", False),
-    ],
-)
-def test_loads_agent(document: bytes, loads: bool) -> None:
-    assert loads_agent(document) is loads
-    assert all(isinstance(signature, bytes) for signature in AGENT_SIGNATURES)
-
-
-_AGENT_PIECES = st.sampled_from([b"elastic-", b"@elastic/", b"apm-rum", b"elasticApm.init(", b"apm", b"-", b"/", b"x", b"Apm"])
-
-
-@given(st.lists(_AGENT_PIECES, max_size=8).map(b"".join))
-def test_loads_agent_finds_exactly_the_signatures(document: bytes) -> None:
-    assert loads_agent(document) is any(signature in document for signature in AGENT_SIGNATURES)

@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from mitmproxy.net import encoding as mitm_encoding
 
-from rumproxy import codecs, encoders, htmlscan, memo
+from rumproxy import agentpresence, codecs, encoders, htmlscan, memo
 from rumproxy.charset import detect_charset
 from rumproxy.stream import InjectingStream, StreamOutcome
 from tests.unit.wire import chunks_of, on_the_wire, sent_through
@@ -74,7 +74,7 @@ def inject(document: bytes, offset: int) -> bytes:
 @settings(max_examples=120, deadline=None)
 @given(document=documents, cuts=splits, limit=limits)
 def test_streamed_equals_buffered(enc, splice, document, cuts, limit):
-    assume(not htmlscan.loads_agent(document))
+    assume(not agentpresence.loads_agent(document))
     raw = encoders.encode(document, enc)
     expected = buffered(document, limit)
     stream, outcomes = make(enc, limit, splice=splice)
@@ -129,7 +129,7 @@ def test_a_known_head_streams_what_a_scan_would(enc, splice, head, rest, other_r
     # A page that changes below its head: the second body goes out as its own scan would send it.
     filler = b"<p>" + b"y" * 1100  # a decision by then, and the charset prescan's bytes
     first, second = head + filler + rest, head + filler + other_rest
-    assume(not htmlscan.loads_agent(first) and not htmlscan.loads_agent(second))
+    assume(not agentpresence.loads_agent(first) and not agentpresence.loads_agent(second))
     known = remembered_head(enc, splice, first)
     assume(known is not None)
     raw = encoders.encode(second, enc)
