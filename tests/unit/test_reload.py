@@ -39,24 +39,27 @@ def edit(path: Path, text: str) -> Callable[[], None]:
     return step
 
 
-def test_an_edit_of_a_file_the_rules_read_reloads_them(tmp_path: Path) -> None:
-    rules, template, other = tmp_path / "rules.yaml", tmp_path / "template.html", tmp_path / "other.js"
-    for file in (rules, template, other):
+def watching(tmp_path: Path, *names: str) -> tuple[RulesWatcher, list[Path], list[Path]]:
+    """A watcher of the rules file and the files `names` (each written), and the reloads it asks for."""
+    files = [tmp_path / name for name in ("rules.yaml", *names)]
+    for file in files:
         file.write_text("v1")
     reloads: list[Path] = []
     watcher = RulesWatcher(reloads.append, interval=INTERVAL)
-    watcher.watch(rules, [template])
+    watcher.watch(files[0], files[1:])
+    return watcher, reloads, files
+
+
+def test_an_edit_of_a_file_the_rules_read_reloads_them(tmp_path: Path) -> None:
+    watcher, reloads, (rules, template) = watching(tmp_path, "template.html")
+    other = tmp_path / "other.js"
+    other.write_text("v1")
     run_watcher(watcher, [edit(other, "not read by the rules"), edit(template, "v2")])
     assert reloads == [rules]
 
 
 def test_a_file_being_replaced_is_waited_for(tmp_path: Path) -> None:
-    rules, template = tmp_path / "rules.yaml", tmp_path / "template.html"
-    rules.write_text("v1")
-    template.write_text("v1")
-    reloads: list[Path] = []
-    watcher = RulesWatcher(reloads.append, interval=INTERVAL)
-    watcher.watch(rules, [template])
+    watcher, reloads, (rules, template) = watching(tmp_path, "template.html")
     run_watcher(watcher, [template.unlink, lambda: None])
     assert reloads == []  # missing: maybe an editor's rename-over half done
     run_watcher(watcher, [edit(template, "v2")])
@@ -66,12 +69,7 @@ def test_a_file_being_replaced_is_waited_for(tmp_path: Path) -> None:
 def test_an_edit_of_the_rules_applies_while_a_file_they_named_is_gone(tmp_path: Path) -> None:
     """The user removed the template file and the rules' reference to it: the reload must happen
     (it fails with a clear message if the rules still name the file)."""
-    rules, template = tmp_path / "rules.yaml", tmp_path / "template.html"
-    rules.write_text("v1")
-    template.write_text("v1")
-    reloads: list[Path] = []
-    watcher = RulesWatcher(reloads.append, interval=INTERVAL)
-    watcher.watch(rules, [template])
+    watcher, reloads, (rules, template) = watching(tmp_path, "template.html")
     run_watcher(watcher, [template.unlink, edit(rules, "v2, without the template")])
     assert reloads == [rules]
 
