@@ -4,6 +4,7 @@ an editor is replacing is waited for."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,9 @@ def run_watcher(watcher: RulesWatcher, steps: list[Callable[[], None]]) -> None:
         finally:
             watcher.stop()
 
-    asyncio.run(main())
+    # In a thread of its own: the browser tests' sync Playwright keeps a loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, main()).result()
 
 
 def edit(path: Path, text: str) -> Callable[[], None]:
