@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rumproxy import customtemplate, ruleschema
+from rumproxy import customtemplate, hostpatterns, ruleschema
+from rumproxy.hostpatterns import HostPattern
 from rumproxy.ruleschema import Located, RulesError
 
 __all__ = ["AgentSpec", "TraceSpec", "Rule", "RuleSet", "RulesError", "load_rules", "parse_rules"]
@@ -43,16 +44,6 @@ class TraceSpec:
     response_headers: bool = True  # traceparent/tracestate on the HTML response, for debugging
     timing_allow_origin: str | None = None  # lets other origins read Server-Timing
     api_origins: tuple[str, ...] = ()  # default distributedTracingOrigins besides the page's own
-
-
-@dataclasses.dataclass(frozen=True)
-class HostPattern:
-    host: re.Pattern[str]
-    port: int | None
-    text: str
-
-    def matches(self, host: str, port: int | None) -> bool:
-        return (self.port is None or self.port == port) and self.host.fullmatch(host) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,22 +149,10 @@ def _build_rule(index: int, raw: Located, defaults: Located | None, base: Path) 
 
 
 def _host_pattern(item: Located, where: str) -> HostPattern:
-    text = item.value.strip().lower()
-    if not text or any(c.isspace() for c in text) or "/" in text or "@" in text:
-        raise item.error(f"{where}.hosts", f"a host glob like 'shop.example.com', '*.example.com' or '127.0.0.1:8000', got {item.value!r}")
-    host, port = text, None
-    match = re.fullmatch(r"(.*[^:]):(\d+|\*)", text) if not text.startswith("[") else re.fullmatch(r"(\[.*\]):(\d+|\*)", text)
-    if match:
-        host = match.group(1)
-        port = None if match.group(2) == "*" else int(match.group(2))
-    host = host.strip("[]")
     try:
-        compiled = re.compile(fnmatch.translate(host), re.IGNORECASE)
-    except re.error as e:
-        raise item.error(f"{where}.hosts", f"bad glob {item.value!r}: {e}") from None
-    if port is not None and not 0 < port < 65536:
-        raise item.error(f"{where}.hosts", f"port out of range in {item.value!r}")
-    return HostPattern(host=compiled, port=port, text=text)
+        return hostpatterns.parse(item.value)
+    except ValueError as e:
+        raise item.error(f"{where}.hosts", str(e)) from None
 
 
 def _globs(patterns: list[str], *, ignore_case: bool) -> re.Pattern[str]:

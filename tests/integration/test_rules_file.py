@@ -108,3 +108,15 @@ def test_edits_of_the_files_the_rules_name_apply_while_running(http, upstream, t
         second_url = agent_url()
         assert second_url != first_url  # the URL names the file's digest: caches see the change
         assert http.get(proxy.url + second_url, timeout=10).text == "window.agentVersion = 2;\n"
+
+
+def test_a_rule_may_name_an_internationalized_host_as_people_write_it(http, upstream, tmp_path):
+    """Browsers send `bücher.example` as `xn--bcher-kva.example`: a rule that names the host in
+    Unicode instruments its pages, and nothing else (the reverse proxy keeps the client's Host)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(write_rules(tmp_path / "base.yaml").read_text().replace('hosts: ["127.0.0.1"]', 'hosts: ["bücher.example"]'))
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules, args=["--set", "keep_host_header=true"]) as proxy:
+        page = http.get(f"{proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "xn--bcher-kva.example"}, timeout=10)
+        assert page.headers.get("x-rum-injected") == "rumproxy" and '"serviceName":"shop-frontend"' in page.text
+        other = http.get(f"{proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "xn--bcher-kva.example.org"}, timeout=10)
+        assert "x-rum-injected" not in other.headers and "elasticApm" not in other.text

@@ -106,6 +106,37 @@ def test_the_config_md_example_parses(rules_dir):
     assert rules.match("example.org", 443, "/") is None
 
 
+def test_an_internationalized_host_matches_as_browsers_write_it(rules_dir):
+    """Browsers send an IDN host in its ASCII form (Host, :authority, CONNECT): a rule may name it
+    either way, and a label with ß or ς matches both the IDNA 2008 and the IDNA 2003 form."""
+    rules = parse(
+        """\
+        version: 1
+        rules:
+          - name: books
+            hosts: ["bücher.example", "*.пример.рф:8443"]
+            agent: {script: agent.js, config: {serviceName: books}}
+          - name: street
+            hosts: ["straße.example"]
+            agent: {script: agent.js, config: {serviceName: street}}
+          - name: ascii
+            hosts: ["xn--caf-dma.example"]
+            agent: {script: agent.js, config: {serviceName: cafe}}
+        """,
+        rules_dir,
+    )
+    books, street, ascii_named = rules.rules
+    assert rules.match("xn--bcher-kva.example", 443, "/") is books
+    assert rules.match("XN--BCHER-KVA.example", 443, "/") is books
+    assert rules.match("bücher.example", 443, "/") is books  # a client that sends it as UTF-8
+    assert rules.match("shop.xn--e1afmkfd.xn--p1ai", 8443, "/") is books
+    assert rules.match("shop.xn--e1afmkfd.xn--p1ai", 443, "/") is None
+    assert rules.match("xn--strae-oqa.example", 80, "/") is street  # IDNA 2008, as browsers write it
+    assert rules.match("strasse.example", 80, "/") is street  # IDNA 2003
+    assert rules.match("xn--caf-dma.example", 80, "/") is ascii_named
+    assert rules.match("xn--bcher-kva.example.org", 443, "/") is None
+
+
 def test_defaults_deep_merge_rule_wins(rules_dir):
     rules = parse(
         """\
@@ -256,6 +287,7 @@ def test_a_custom_template_for_xhtml_pages_is_checked_to_be_well_formed_xml(rule
         ),
         ("version: 1\nrules:\n  - hosts: ['http://a.test/']\n", ":3: rules[0].hosts: a host glob"),
         ("version: 1\nrules:\n  - hosts: ['a.test:99999']\n", "port out of range"),
+        ("version: 1\nrules:\n  - hosts: ['bü*.example']\n", ":3: rules[0].hosts: a glob inside a non-ASCII label"),
         (
             "version: 1\nrules:\n  - hosts: [a.test]\n    paths:\n      include: ['admin/*']\n",
             ":5: rules[0].paths.include: a path glob starts with '/'",
