@@ -1,7 +1,8 @@
-"""The host globs of the rules (`hosts:`) and how a site's host matches them.
+"""The host globs of the rules (`hosts:`) and how a site's host matches them; origins the rules
+name, as a browser writes them.
 
 Browsers write an internationalized host name in its ASCII form (`xn--bcher-kva.example` for
-`bücher.example`), in the Host header and in a CONNECT alike; a glob may name it either way.
+`bücher.example`), in the Host header, a CONNECT and an origin alike; a rule may name it either way.
 """
 
 from __future__ import annotations
@@ -63,6 +64,34 @@ def spellings(host: str, value: str) -> list[str]:
             idna2003 = label.encode("idna").decode("ascii")
         except UnicodeError as e:
             raise ValueError(f"not an internationalized host name {value!r}: {e}") from None
-        idna2008 = "xn--" + unicodedata.normalize("NFC", label).encode("punycode").decode("ascii")
-        choices.append(list(dict.fromkeys((label, idna2008, idna2003))))
+        choices.append(list(dict.fromkeys((label, _idna2008(label), idna2003))))
     return list(dict.fromkeys(".".join(labels) for labels in itertools.product(*choices)))
+
+
+_ORIGIN = re.compile(r"(https?)://(\[[0-9a-f:.]+\]|[^/\s:\[\]@?#]+)(?::(\d{1,5}))?", re.IGNORECASE)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def origin_spellings(value: str) -> list[str]:
+    """An origin ('https://api.example.com', no path) as the Elastic agent compares a request's
+    origin with it: lower case, without a default port; with an internationalized host both as
+    written and in its ASCII form, since the agent reads a request's origin from its URL as the
+    page's code wrote it. ValueError if `value` is no origin."""
+    match = _ORIGIN.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(value)
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if port is not None and (not 0 < int(port) < 65536):
+        raise ValueError(value)
+    suffix = "" if port is None or port.lstrip("0") == _DEFAULT_PORTS[scheme] else f":{int(port)}"
+    hosts = [host]
+    if not host.isascii():
+        try:
+            hosts.append(".".join(label if label.isascii() else _idna2008(label) for label in host.split(".")))
+        except UnicodeError:
+            raise ValueError(value) from None
+    return [f"{scheme}://{name}{suffix}" for name in hosts]
+
+
+def _idna2008(label: str) -> str:
+    return "xn--" + unicodedata.normalize("NFC", label).encode("punycode").decode("ascii")

@@ -247,9 +247,10 @@ def _trace(rule: Located, where: str) -> TraceSpec:
         raise values["sample_rate"].error(f"{where}.trace.sample_rate", f"a number from 0.0 to 1.0, got {sample_rate}")
     origins = []
     for item in values["api_origins"].value if "api_origins" in values else ():
-        if not re.fullmatch(r"https?://[^/\s]+", item.value):
-            raise item.error(f"{where}.trace.api_origins", f"an origin like 'https://api.example.com' (no path), got {item.value!r}")
-        origins.append(item.value)
+        try:
+            origins.extend(hostpatterns.origin_spellings(item.value))
+        except ValueError:
+            raise item.error(f"{where}.trace.api_origins", f"an origin like 'https://api.example.com' (no path), got {item.value!r}") from None
     return TraceSpec(
         propagate=values["propagate"].value if "propagate" in values else True,
         sample_rate=sample_rate,

@@ -137,6 +137,27 @@ def test_an_internationalized_host_matches_as_browsers_write_it(rules_dir):
     assert rules.match("xn--bcher-kva.example.org", 443, "/") is None
 
 
+def test_api_origins_are_written_as_the_agent_compares_them(rules_dir):
+    """The agent compares them as strings with the origin of a request's URL as the page's code
+    wrote it, lower-cased and without a default port: an internationalized host may be written
+    either way there."""
+    rules = parse(
+        """\
+        version: 1
+        rules:
+          - hosts: [a.test]
+            agent: {script: agent.js, config: {serviceName: a}}
+            trace:
+              api_origins: ["HTTPS://API.Example.com:443", "https://api.bücher.example", "http://[::1]:8080", "http://a.test:80"]
+        """,
+        rules_dir,
+    )
+    assert rules.rules[0].trace.api_origins == (
+        "https://api.example.com", "https://api.bücher.example", "https://api.xn--bcher-kva.example", "http://[::1]:8080",
+        "http://a.test",
+    )  # fmt: skip
+
+
 def test_defaults_deep_merge_rule_wins(rules_dir):
     rules = parse(
         """\
@@ -324,6 +345,10 @@ def test_a_custom_template_for_xhtml_pages_is_checked_to_be_well_formed_xml(rule
         (
             "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js, config: {serviceName: x}}\n    trace: {api_origins: ['https://api.test/v1']}\n",
             "rules[0].trace.api_origins: an origin",
+        ),
+        (
+            "version: 1\nrules:\n  - hosts: [a.test]\n    agent: {script: agent.js, config: {serviceName: x}}\n    trace: {api_origins: ['https://user@api.test']}\n",
+            ":5: rules[0].trace.api_origins: an origin",
         ),
         ("version: 1\nrules:\n  - hosts: [a.test]\n    hosts: [b.test]\n", "invalid YAML"),
     ],
