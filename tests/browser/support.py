@@ -104,15 +104,23 @@ def reverse_proxy(app: BrowserApp, intake: Any, directory: Path,
         yield mitmdump
 
 
+def browser_app(service_name: str) -> Any:
+    """A module-scoped fixture: the browser app, its backend reporting as `service_name` to the
+    intake: `app = browser_app("shop-backend")`."""
+
+    @pytest.fixture(scope="module")
+    def app(intake: Any) -> Iterator[BrowserApp]:
+        with BrowserApp(apm_server_url=intake.url, service_name=service_name) as server:
+            yield server
+
+    return app
+
+
 def app_behind_proxy(name: str) -> tuple[Any, Any]:
     """The module-scoped `app` (the browser app, reporting as "<name>-backend") and `proxy` (the
     addon in reverse mode before it, one rule for the whole site) fixtures of a browser module:
     `app, proxy = app_behind_proxy("spa")`."""
-
-    @pytest.fixture(scope="module")
-    def app(intake: Any) -> Iterator[BrowserApp]:
-        with BrowserApp(apm_server_url=intake.url, service_name=f"{name}-backend") as server:
-            yield server
+    app = browser_app(f"{name}-backend")
 
     @pytest.fixture(scope="module")
     def proxy(app: BrowserApp, intake: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mitmdump]:

@@ -13,6 +13,7 @@ from tests.browser.support import (
     BrowserPage,
     assert_document_linked,
     backend_transaction,
+    browser_app,
     browser_suite,
     linked_backend,
     page_load,
@@ -33,16 +34,8 @@ def browser_args() -> list[str]:
     return [f"--host-resolver-rules=MAP {SITE_ASCII} 127.0.0.1, MAP {API_ASCII} 127.0.0.1"]
 
 
-@pytest.fixture(scope="module")
-def app(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="idn-backend") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="idn-api") as server:
-        yield server
+app = browser_app("idn-backend")
+api = browser_app("idn-api")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from tests.browser.support import (
     Event,
     assert_document_linked,
     backend_transaction,
+    browser_app,
     browser_suite,
     linked_backend,
     page_load,
@@ -29,17 +30,8 @@ from tests.harness import Intake, Mitmdump
 pytestmark = browser_suite
 
 
-@pytest.fixture(scope="module")
-def app(intake: Intake) -> Iterator[BrowserApp]:
-    with BrowserApp(apm_server_url=intake.url, service_name="browser-backend") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(intake: Intake) -> Iterator[BrowserApp]:
-    """A second instance on another port: the page's cross-origin API."""
-    with BrowserApp(apm_server_url=intake.url, service_name="browser-api") as server:
-        yield server
+app = browser_app("browser-backend")
+api = browser_app("browser-api")  # a second instance on another port: the page's cross-origin API
 
 
 @pytest.fixture(scope="module")
