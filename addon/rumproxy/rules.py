@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,15 @@ class RuleSet:
     )
 
     def match(self, host: str, port: int | None, path: str) -> Rule | None:
-        """The first rule whose hosts and paths match; `host` without port, lowercase or not."""
+        """The first rule whose hosts and paths match; `host` without port, lowercase or not; `path`
+        as the request writes it. Browsers percent-encode what is not ASCII in a path (/b%C3%BCcher),
+        where a rule names it as people write it (/bücher): a path matches a glob either way."""
         rules = self._by_site.get((host, port))
         if rules is None:
             rules = self._for_site(host, port)
+        decoded = urllib.parse.unquote(path) if "%" in path else None
         for rule in rules:
-            if rule.include.fullmatch(path) is not None and (rule.exclude is None or rule.exclude.fullmatch(path) is None):
+            if _path_matches(rule, path, decoded):
                 return rule
         return None
 
@@ -99,6 +103,14 @@ class RuleSet:
         templates. An edit of one is an edit of the rules."""
         agents = [rule.agent for rule in self.rules]
         return frozenset(file for agent in agents for file in (agent.script_file, agent.template_file) if file is not None)
+
+
+def _path_matches(rule: Rule, path: str, decoded: str | None) -> bool:
+    """`rule`'s paths include `path` (or its percent-decoded form) and exclude neither."""
+    if rule.include.fullmatch(path) is None and (decoded is None or rule.include.fullmatch(decoded) is None):
+        return False
+    exclude = rule.exclude
+    return exclude is None or (exclude.fullmatch(path) is None and (decoded is None or exclude.fullmatch(decoded) is None))
 
 
 def load_rules(path: Path) -> RuleSet:

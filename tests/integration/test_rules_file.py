@@ -120,3 +120,15 @@ def test_a_rule_may_name_an_internationalized_host_as_people_write_it(http, upst
         assert page.headers.get("x-rum-injected") == "rumproxy" and '"serviceName":"shop-frontend"' in page.text
         other = http.get(f"{proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "xn--bcher-kva.example.org"}, timeout=10)
         assert "x-rum-injected" not in other.headers and "elasticApm" not in other.text
+
+
+def test_a_rule_may_name_a_path_as_people_write_it(http, upstream, tmp_path):
+    """Browsers send /bücher/ as /b%C3%BCcher/: a rule's path glob in Unicode matches it (the app's
+    404 page is HTML, which is instrumented like any page)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(write_rules(tmp_path / "base.yaml").read_text().replace('exclude: ["/api/*"]', 'include: ["/bücher/*"]'))
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=rules) as proxy:
+        page = http.get(f"{proxy.url}/b%C3%BCcher/roman", headers=NAVIGATION, timeout=10)
+        assert page.status_code == 404 and page.headers.get("x-rum-injected") == "rumproxy"
+        other = http.get(f"{proxy.url}/page?body=basic", headers=NAVIGATION, timeout=10)
+        assert "x-rum-injected" not in other.headers and "elasticApm" not in other.text

@@ -158,6 +158,31 @@ def test_api_origins_are_written_as_the_agent_compares_them(rules_dir):
     )  # fmt: skip
 
 
+def test_a_path_matches_as_people_write_it_and_as_browsers_send_it(rules_dir):
+    """Browsers percent-encode a path's non-ASCII characters (UTF-8): a glob may name them either
+    way, and an exclusion holds either way."""
+    rules = parse(
+        """\
+        version: 1
+        rules:
+          - hosts: [shop.test]
+            paths:
+              include: ["/bücher/*", "/b%C3%BCcher-raw/*", "/my page"]
+              exclude: ["/bücher/intern/*"]
+            agent: {script: agent.js, config: {serviceName: shop}}
+        """,
+        rules_dir,
+    )
+    [rule] = rules.rules
+    assert rules.match("shop.test", 80, "/b%C3%BCcher/roman") is rule
+    assert rules.match("shop.test", 80, "/b%c3%bccher/roman") is rule  # lower-case hex
+    assert rules.match("shop.test", 80, "/bücher/roman") is rule  # a client that sends it as UTF-8
+    assert rules.match("shop.test", 80, "/b%C3%BCcher-raw/roman") is rule
+    assert rules.match("shop.test", 80, "/my%20page") is rule
+    assert rules.match("shop.test", 80, "/b%C3%BCcher/intern/plan") is None
+    assert rules.match("shop.test", 80, "/bucher/roman") is None
+
+
 def test_defaults_deep_merge_rule_wins(rules_dir):
     rules = parse(
         """\
