@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions, http
 
-from rumproxy import codecs, decision, flownotes, hosting, memo, pagerequest, tracing, vectorstate, wholebody
+from rumproxy import codecs, decision, flownotes, hosting, memo, pagerequest, reversehost, tracing, vectorstate, wholebody
 from rumproxy.activerules import ActiveRules
 from rumproxy.coalesce import CoalescingStream
 from rumproxy.flownotes import UrlLabel, annotate
@@ -69,8 +69,21 @@ class RumInject:
             except RulesError as e:
                 raise exceptions.OptionsError(f"rum_rules: {e}") from None
             self.watcher.watch(path, self.active.rules.read_files())
+        if updated & {"rum_rules", "mode", "keep_host_header"}:
+            self._check_reverse_host()
         self.settings = settings
         self.memo.budget = settings.memo_bytes
+
+    def _check_reverse_host(self) -> None:
+        if self.active is None:
+            return
+        # Options of mitmproxy's proxy server, which a host without one (tests, mitmweb's offline use) lacks.
+        options = ctx.options
+        unnamed = reversehost.unnamed_upstreams(
+            getattr(options, "mode", ()), getattr(options, "keep_host_header", False), self.active.rules
+        )
+        if unnamed:
+            logger.warning(reversehost.warning(unnamed, self.active.rules.source))
 
     def running(self) -> None:
         self.stream_notices.install()
@@ -90,6 +103,7 @@ class RumInject:
         else:
             self.watcher.watch(path, self.active.rules.read_files())  # the files it reads may be others now
             logger.info(f"rules reloaded from {path}: {len(self.active.rules.rules)} rule(s)")
+            self._check_reverse_host()
 
     # --- request side ---
 

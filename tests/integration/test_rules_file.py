@@ -132,3 +132,24 @@ def test_a_rule_may_name_a_path_as_people_write_it(http, upstream, tmp_path):
         assert page.status_code == 404 and page.headers.get("x-rum-injected") == "rumproxy"
         other = http.get(f"{proxy.url}/page?body=basic", headers=NAVIGATION, timeout=10)
         assert "x-rum-injected" not in other.headers and "elasticApm" not in other.text
+
+
+def test_rules_that_do_not_name_the_host_reverse_mode_sends_are_warned_about(http, upstream, tmp_path):
+    """In reverse mode mitmproxy writes the upstream's host into the Host header: rules that name
+    only the public host match nothing. That is said when the rules load, and after a reload."""
+    upstream_host = f"127.0.0.1:{upstream.port}"
+    public = tmp_path / "public.yaml"
+    public.write_text(write_rules(tmp_path / "base.yaml").read_text().replace('hosts: ["127.0.0.1"]', 'hosts: ["shop.example.com"]'))
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=public) as proxy:
+        proxy.wait_for_log(re.escape(f"reverse mode sends the Host of {upstream_host} upstream and no rule in {public} names it"), timeout=10)
+        assert "x-rum-injected" not in http.get(f"{proxy.url}/page?body=basic", headers=NAVIGATION, timeout=10).headers
+
+        mark = proxy.mark()
+        write_rules(public)  # names 127.0.0.1: no warning after this reload
+        wait_until(lambda: "rules reloaded" in proxy.log_text(since=mark), timeout=5, what="the reload")
+        assert "reverse mode sends the Host" not in proxy.log_text(since=mark)
+
+    with Mitmdump(mode=f"reverse:{upstream.url}", rules=public, args=["--set", "keep_host_header=true"]) as proxy:
+        public.write_text(public.read_text().replace('hosts: ["127.0.0.1"]', 'hosts: ["shop.example.com"]'))
+        proxy.wait_for_log("rules reloaded", timeout=5)
+        assert "reverse mode sends the Host" not in proxy.log_text()

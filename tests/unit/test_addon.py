@@ -71,6 +71,16 @@ def test_injects_and_annotates(rules):
         assert flow.comment.startswith(f"rumproxy: rule shop, trace {meta['trace_id']}")
 
 
+def test_reverse_mode_to_a_host_no_rule_names_is_warned_about(rules, caplog):
+    """The rules name shop.test; reverse mode would send the upstream's host instead."""
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum) as tctx:
+        tctx.configure(rum, rum_rules=str(rules), mode=["reverse:http://shop.test:8080"])
+        assert "reverse mode sends the Host" not in caplog.text
+        tctx.configure(rum, mode=["reverse:http://10.0.0.7:8080"])
+        assert f"reverse mode sends the Host of 10.0.0.7:8080 upstream and no rule in {rules} names it" in caplog.text
+
+
 def test_unmatched_host_is_not_touched_at_all(rules):
     rum = RumInject(default_rules=rules)
     with taddons.context(rum) as tctx:
