@@ -205,7 +205,8 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
         if server_url is not None and not (isinstance(server_url, str) and re.match(r"^https?://[^/\s]+", server_url)):
             raise values["config"].value["serverUrl"].error(f"{where}.agent.config.serverUrl", f"an http(s) URL, got {server_url!r}")
     else:
-        if "template" in values:
+        template_key = "template" if "template" in values else "template_file"
+        if template_key == "template":
             template = values["template"].value
             template_item = values["template"]
         elif "template_file" in values:
@@ -225,9 +226,8 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
             )
         problem = customtemplate.xml_problem(template) if xhtml and injects else None
         if problem is not None:
-            key = "template" if "template" in values else "template_file"
             raise template_item.error(
-                f"{where}.agent.{key}",
+                f"{where}.agent.{template_key}",
                 f"not well-formed XML, which xhtml: true needs (an XHTML page is parsed as XML, and the "
                 f"browser shows an error instead of it): {problem}; write attributes with values and "
                 "script text inside <![CDATA[ ]]>",

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from rumproxy import codecs, encoders, gzipblocks, gzipsplice, vectorstate
 from rumproxy import memo as memos
-from rumproxy.heldstart import HeldStart, LeaveAlone, RememberHead
 from rumproxy.agentpresence import loads_agent
+from rumproxy.heldstart import HeldStart, LeaveAlone, RememberHead
 from rumproxy.reencodetail import ReencodingTail
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit, splice
 from rumproxy.splicetail import Recording, SplicingTail
