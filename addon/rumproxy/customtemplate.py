@@ -11,9 +11,16 @@ PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 PLACEHOLDERS = frozenset({"trace_id", "span_id", "traceparent", "sampled", "nonce", "nonce_attr", "script_url", "config_json"})
 
 
-def unknown_placeholders(template: str) -> list[str]:
-    """The names in `template`'s placeholders that are none of PLACEHOLDERS, in order."""
-    return [name for name in PLACEHOLDER.findall(template) if name not in PLACEHOLDERS]
+def placeholder_problem(template: str) -> str | None:
+    """The first placeholder that names none of PLACEHOLDERS, with its line in the template, or None."""
+    for match in PLACEHOLDER.finditer(template):
+        if match.group(1) not in PLACEHOLDERS:
+            line = template.count("\n", 0, match.start()) + 1
+            return (
+                f"unknown placeholder {match.group(0)}, line {line} of the template; "
+                f"known: {', '.join(sorted(PLACEHOLDERS))}"
+            )
+    return None
 
 
 # What the placeholders of a custom template stand for when it is checked: values like a page's

@@ -218,12 +218,9 @@ def _agent(rule: Located, where: str, base: Path, *, injects: bool, xhtml: bool)
                 raise template_item.error(f"{where}.agent.template_file", f"cannot read {template_file}: {e}") from None
         else:
             raise (agent or rule).error(f"{where}.agent", "kind: custom needs agent.template (HTML) or agent.template_file")
-        unknown = customtemplate.unknown_placeholders(template)
-        if unknown:
-            raise template_item.error(
-                f"{where}.agent.template",
-                f"unknown placeholder {{{{{unknown[0]}}}}}; known: {', '.join(sorted(customtemplate.PLACEHOLDERS))}",
-            )
+        problem = customtemplate.placeholder_problem(template)
+        if problem is not None:
+            raise template_item.error(f"{where}.agent.{template_key}", problem)
         problem = customtemplate.xml_problem(template) if xhtml and injects else None
         if problem is not None:
             raise template_item.error(

@@ -290,6 +290,24 @@ def test_the_rules_know_the_files_they_read(rules_dir):
     assert rules.rules[1].agent.template == "<script>start({{config_json}})</script>"
 
 
+def test_an_unknown_placeholder_in_a_template_file_names_that_key_and_the_line(rules_dir):
+    (rules_dir / "template.html").write_text("<script>\n  start({{config_json}}, {{ spanid }})\n</script>\n")
+    message = error_of(
+        "version: 1\nrules:\n  - hosts: [a.test]\n    agent:\n      kind: custom\n      template_file: template.html\n",
+        rules_dir,
+    )
+    assert ":6: rules[0].agent.template_file: unknown placeholder {{ spanid }}, line 2 of the template; known: " in message
+
+
+def test_an_unknown_placeholder_in_a_template_names_its_line(rules_dir):
+    message = error_of(
+        "version: 1\nrules:\n  - hosts: [a.test]\n    agent:\n      kind: custom\n      template: |\n"
+        "        <script src=\"{{script_url}}\"></script>\n        <script>go({{trace}})</script>\n",
+        rules_dir,
+    )
+    assert ":6: rules[0].agent.template: unknown placeholder {{trace}}, line 2 of the template; known: config_json, " in message
+
+
 @pytest.mark.parametrize(
     "template",
     [
