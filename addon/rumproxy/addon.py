@@ -54,6 +54,7 @@ class RumInject:
         self.watcher = RulesWatcher(self._reload)
         self.stream_notices = OwnStreamNotices()
         self.redirects = RedirectTraces()
+        self.unnamed_hosts = reversehost.UnnamedHostNotices()
 
     def load(self, loader) -> None:
         declare_options(loader, self.default_rules)
@@ -79,9 +80,9 @@ class RumInject:
             return
         # Options of mitmproxy's proxy server, which a host without one (tests, mitmweb's offline use) lacks.
         options = ctx.options
-        unnamed = reversehost.unnamed_upstreams(
-            getattr(options, "mode", ()), getattr(options, "keep_host_header", False), self.active.rules
-        )
+        modes, keep_host_header = getattr(options, "mode", ()), getattr(options, "keep_host_header", False)
+        self.unnamed_hosts.configure(modes, keep_host_header)
+        unnamed = reversehost.unnamed_upstreams(modes, keep_host_header, self.active.rules)
         if unnamed:
             logger.warning(reversehost.warning(unnamed, self.active.rules.source))
 
@@ -129,6 +130,8 @@ class RumInject:
                 self._serve(flow, entry)
             return
         rule = active.rules.match(host, port, path)
+        if rule is None and self.unnamed_hosts.enabled:
+            self.unnamed_hosts.unmatched(flow, host, port, headers, active.rules)
         if rule is None or decision.is_never_a_page(headers):
             # Sub-resources and API calls outnumber pages many times over: not tracked, their
             # responses cost nothing (a debug line per response went through every mitmproxy addon

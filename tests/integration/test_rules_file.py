@@ -136,7 +136,8 @@ def test_a_rule_may_name_a_path_as_people_write_it(http, upstream, tmp_path):
 
 def test_rules_that_do_not_name_the_host_reverse_mode_sends_are_warned_about(http, upstream, tmp_path):
     """In reverse mode mitmproxy writes the upstream's host into the Host header: rules that name
-    only the public host match nothing. That is said when the rules load, and after a reload."""
+    only the public host match nothing. That is said when the rules load, and after a reload. With
+    keep_host_header the other way round: a page request for a host no rule names is said."""
     upstream_host = f"127.0.0.1:{upstream.port}"
     public = tmp_path / "public.yaml"
     public.write_text(write_rules(tmp_path / "base.yaml").read_text().replace('hosts: ["127.0.0.1"]', 'hosts: ["shop.example.com"]'))
@@ -153,3 +154,14 @@ def test_rules_that_do_not_name_the_host_reverse_mode_sends_are_warned_about(htt
         public.write_text(public.read_text().replace('hosts: ["127.0.0.1"]', 'hosts: ["shop.example.com"]'))
         proxy.wait_for_log("rules reloaded", timeout=5)
         assert "reverse mode sends the Host" not in proxy.log_text()
+
+        # With keep_host_header the Host is the browser's: a page request for one no rule names is
+        # said, once per host; the public host the rules name is instrumented.
+        for _ in range(2):
+            other = http.get(f"{proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "www.example.com"}, timeout=10)
+            assert "x-rum-injected" not in other.headers
+        page = http.get(f"{proxy.url}/page?body=basic", headers={**NAVIGATION, "Host": "shop.example.com"}, timeout=10)
+        assert page.headers.get("x-rum-injected") == "rumproxy"
+        unnamed = f"reverse mode keeps the Host browsers send, and no rule in {public} names www.example.com:80"
+        proxy.wait_for_log(re.escape(unnamed), timeout=5)
+        assert proxy.log_text().count("reverse mode keeps the Host browsers send") == 1

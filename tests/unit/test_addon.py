@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions
+from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons, tflow, tutils
 
 from rumproxy import addon as addon_module
@@ -79,6 +80,20 @@ def test_reverse_mode_to_a_host_no_rule_names_is_warned_about(rules, caplog):
         assert "reverse mode sends the Host" not in caplog.text
         tctx.configure(rum, mode=["reverse:http://10.0.0.7:8080"])
         assert f"reverse mode sends the Host of 10.0.0.7:8080 upstream and no rule in {rules} names it" in caplog.text
+
+
+def test_with_keep_host_header_a_page_request_for_a_host_no_rule_names_is_warned_about(rules, caplog):
+    """The Host is the browser's: the first page request for one the rules do not name is said."""
+    rum = RumInject(default_rules=rules)
+    with taddons.context(rum, proxyserver.Proxyserver()) as tctx:  # which declares keep_host_header
+        tctx.configure(rum, rum_rules=str(rules), mode=["reverse:http://10.0.0.7:8080"], keep_host_header=True)
+        for host in ("www.shop.test", "www.shop.test", "shop.test"):
+            flow = page_flow(host=host)
+            flow.client_conn.proxy_mode = addon_module.reversehost.ProxyMode.parse("reverse:http://10.0.0.7:8080")
+            run(rum, flow)
+        said = [r.getMessage() for r in caplog.records if "reverse mode keeps the Host" in r.getMessage()]
+        assert len(said) == 1 and f"no rule in {rules} names www.shop.test:80" in said[0]
+        assert b"/__rum/" in flow.response.content  # shop.test is named
 
 
 def test_unmatched_host_is_not_touched_at_all(rules):
