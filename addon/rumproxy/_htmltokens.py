@@ -92,6 +92,7 @@ class Tokenizer:
         self._raw_end: re.Pattern[bytes] | None = None
         self._raw_keep = 0
         self._doctype = False
+        self._instruction_start: int | None = None  # of the `<?…>` being read
         # A pending tag is re-examined only once a byte that could complete it
         # has arrived, so a huge tag fed in tiny chunks stays linear.
         self._wait_for: re.Pattern[bytes] | None = None
@@ -115,6 +116,9 @@ class Tokenizer:
 
     def _on_doctype(self, end: int) -> None:
         """A doctype ends just before offset `end`."""
+
+    def _on_processing_instruction(self, start: int, end: int) -> None:
+        """A `<?…>` (a bogus comment to HTML, an XML declaration to some) spans `start` to `end`."""
 
     def _tokenize(self, chunk: bytes) -> bool:
         """Scan `chunk` after what came before it; True once a hook asked to stop."""
@@ -158,7 +162,7 @@ class Tokenizer:
                 elif after == _BANG:
                     step = self._markup_declaration(buf, lt)
                 elif after == _QUESTION:
-                    self._state, self._doctype = _BOGUS, False
+                    self._state, self._doctype, self._instruction_start = _BOGUS, False, self._base + lt
                     step = lt + 2
                 else:
                     step = self._start_tag(buf, lt)
@@ -181,6 +185,9 @@ class Tokenizer:
                     break
                 if self._doctype:
                     self._on_doctype(self._base + gt + 1)
+                elif self._instruction_start is not None:
+                    self._on_processing_instruction(self._instruction_start, self._base + gt + 1)
+                    self._instruction_start = None
                 pos, self._state = gt + 1, _DATA
             else:
                 assert self._raw_end is not None

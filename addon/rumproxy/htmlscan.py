@@ -46,8 +46,10 @@ Placement rules (the product's spec):
    before it); a `<body` start tag decides "before-body" (right before it);
    any other start tag that cannot be in a head decides at the current point:
    after the first `<html …>` start tag ("after-html"), else after the first
-   doctype ("after-doctype"), else the start of the document after a UTF-8
-   BOM ("start"). A qualifying meta seen before that (an implicit head) moves
+   doctype ("after-doctype"), else after an XML declaration (`<?xml …?>`) at
+   the start ("after-xml-declaration": Chromium takes a page's charset from
+   one there, and from nowhere else), else the start of the document after a
+   UTF-8 BOM ("start"). A qualifying meta seen before that (an implicit head) moves
    the point after itself ("after-meta"); a later `<html>` or `<head>` moves
    it further, never back.
 3. finish() without a decision returns the point from rules 1/2 as seen so far
@@ -88,7 +90,7 @@ __all__ = ["Insertion", "InsertionScanner", "PageFacts", "find_insertion_point"]
 @dataclass(frozen=True)
 class Insertion:
     offset: int  # byte offset in the document where the snippet is inserted
-    placement: str  # after-head, after-meta, before-script, before-body, after-html, after-doctype, start
+    placement: str  # after-head, after-meta, before-script, before-body, after-html, after-doctype, after-xml-declaration, start
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class PageFacts:
 
 
 _BOM = b"\xef\xbb\xbf"
+_XML_DECLARATION = b"<?xml"  # as Chromium matches it: lower case, at the very start
+_PREFIX = len(_BOM) + len(_XML_DECLARATION)
 _BEFORE_THEM = {b"script": "before-script", b"body": "before-body"}  # before a head: right before them
 
 
@@ -120,7 +124,7 @@ class InsertionScanner(tok.Tokenizer):
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
-        self._prefix = b""  # the first bytes, until it is known whether they are a BOM
+        self._prefix = b""  # the first bytes: a BOM, an XML declaration
         self._in_head = False
         self._seen_html = False
         self._seen_doctype = False
@@ -163,8 +167,8 @@ class InsertionScanner(tok.Tokenizer):
         if len(chunk) > room:
             chunk = chunk[:room]
         self._consumed += len(chunk)
-        if len(self._prefix) < len(_BOM):
-            self._prefix = (self._prefix + bytes(chunk[: len(_BOM)]))[: len(_BOM)]
+        if len(self._prefix) < _PREFIX:
+            self._prefix = (self._prefix + bytes(chunk[:_PREFIX]))[:_PREFIX]
         if self._tokenize(chunk):
             return self._decided
         if self._pending is not None and self._consumed >= min(PRESCAN_BYTES, self._limit):
@@ -188,7 +192,11 @@ class InsertionScanner(tok.Tokenizer):
     def _current(self) -> Insertion:
         if self._point is not None:
             return self._point
-        return Insertion(len(_BOM) if self._prefix == _BOM else 0, "start")
+        return Insertion(self._start, "start")
+
+    @property
+    def _start(self) -> int:
+        return len(_BOM) if self._prefix.startswith(_BOM) else 0
 
     def _advance(self, offset: int, placement: str) -> None:
         if self._held_by_base:
@@ -207,7 +215,7 @@ class InsertionScanner(tok.Tokenizer):
     @property
     def _charset_outside_markup(self) -> bool:
         """Whether the browser takes the page's charset from its Content-Type or its BOM, not a meta."""
-        return self._charset_declared or self._prefix == _BOM
+        return self._charset_declared or self._prefix.startswith(_BOM)
 
     def _may_push_a_charset_meta(self, through: int) -> bool:
         """Whether a charset meta could follow in the prescan's bytes (rule 1a)."""
@@ -297,6 +305,11 @@ class InsertionScanner(tok.Tokenizer):
     def _on_end_tag(self, name: bytes) -> None:
         if name in INERT and self._inert:
             self._inert -= 1
+
+    def _on_processing_instruction(self, start: int, end: int) -> None:
+        # Only a complete "<?xml" counts: a ">" among those bytes ends the instruction first.
+        if start == self._start and self._prefix[start : start + len(_XML_DECLARATION)] == _XML_DECLARATION:
+            self._advance(end, "after-xml-declaration")
 
     def _on_doctype(self, end: int) -> None:
         if not (self._seen_doctype or self._seen_html or self._in_head or self._inert):

@@ -2,224 +2,32 @@
 
 from __future__ import annotations
 
-import re
 import tracemalloc
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rumproxy.htmlscan import Insertion, InsertionScanner, PageFacts, find_insertion_point
+from tests.htmldocuments import BOM, Frag, documents, noise
 
-BOM = b"\xef\xbb\xbf"
 PRESCAN = 1024  # the bytes a browser's charset prescan reads
 SNIPPET = b'<script src="/rum.js"></script>'
-COMMENT_END = re.compile(rb"--!?>")
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# --- generated documents ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Frag:
-    """One token (or a whole raw-text element) of a generated document, with what the model needs."""
-
-    data: bytes
-    kind: str  # text | comment | bogus | doctype | start | end | raw
-    name: bytes = b""
-    moves: bool = False  # a meta declaring a charset or X-UA-Compatible
-    amp: bool = False
-    base_href: bool = False  # a <base> with an href attribute
-    declares: bool = False  # a meta that names the charset for the browser's prescan
-
+# --- the placement rules, applied to generated documents ----------------------------------------
 
 HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
 NEUTRAL = (HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
 INERT = {b"noscript", b"template"}
-AMP_NAMES = ["amp", "AMP", "⚡", "⚡4email", "amp4ads", "⚡4ADS"]
-
-
-@st.composite
-def any_case(draw: st.DrawFn, word: str) -> bytes:
-    flips = draw(st.lists(st.booleans(), min_size=len(word), max_size=len(word)))
-    return "".join(c.upper() if f else c for c, f in zip(word, flips)).encode()
-
-
-ws = st.sampled_from([b" ", b"  ", b"\n", b"\t", b"\r\n", b"\f", b" / "])
-quoted_text = st.lists(
-    st.sampled_from([b">", b"<head>", b"<script>", b"</head>", b"<body>", b" ", b"x", b"/>", b"=", b"<!--", b"\xe2\x9a\xa1"]),
-    max_size=4,
-).map(b"".join)
-
-
-@st.composite
-def attribute(draw: st.DrawFn, name: bytes, value: bytes | None = None) -> bytes:
-    style = draw(st.sampled_from(["dq", "sq", "uq", "none"] if value is None else ["dq", "sq", "uq"]))
-    if style == "none":
-        return name
-    eq = draw(st.sampled_from([b"=", b" = ", b"=\n"]))
-    if value is None:
-        value = draw(quoted_text)
-    if style == "dq":
-        return name + eq + b'"' + value.replace(b'"', b"") + b'"'
-    if style == "sq":
-        return name + eq + b"'" + value.replace(b"'", b"") + b"'"
-    unquoted = bytes(b for b in value if b not in b" \t\n\f\r>\"'") or b"v"
-    return name + eq + unquoted
-
-
-@st.composite
-def start_tag(draw: st.DrawFn, word: str, attrs: list[bytes]) -> bytes:
-    out = b"<" + draw(any_case(word))
-    for attr in attrs:
-        out += draw(ws) + attr
-    return out + draw(st.sampled_from([b">", b" >", b"/>", b" />", b"\n>"]))
-
-
-@st.composite
-def plain_attrs(draw: st.DrawFn) -> list[bytes]:
-    names = draw(st.lists(st.sampled_from([b"class", b"id", b"data-x", b"title", b"lang", b"x"]), max_size=3))
-    return [draw(attribute(n)) for n in names]
-
-
-@st.composite
-def element_start(draw: st.DrawFn) -> Frag:
-    word = draw(
-        st.sampled_from(
-            ["head", "html", "body", "link", "base", "noscript", "template", "bgsound", "basefont",
-             "div", "p", "h1", "header", "bodyx", "headline", "svg", "custom-el", "img", "br", "span"]
-        )
-    )
-    return Frag(draw(start_tag(word, draw(plain_attrs()))), "start", word.encode())
-
-
-@st.composite
-def html_tag(draw: st.DrawFn) -> Frag:
-    attrs = draw(plain_attrs())
-    amp = draw(st.booleans())
-    if amp:
-        attrs.insert(draw(st.integers(0, len(attrs))), draw(st.sampled_from(AMP_NAMES)).encode())
-    return Frag(draw(start_tag("html", attrs)), "start", b"html", amp=amp)
-
-
-@st.composite
-def meta_tag(draw: st.DrawFn) -> Frag:
-    kinds = draw(st.lists(st.sampled_from(["charset", "content-type", "x-ua-compatible", "refresh", "viewport"]), min_size=1, max_size=2))
-    attrs: list[bytes] = []
-    equiv_seen = None
-    moves = False
-    for kind in kinds:
-        if kind == "charset":
-            attrs.append(draw(attribute(draw(any_case("charset")), b"utf-8")))
-            moves = True
-        elif kind == "viewport":
-            attrs.append(b'name="viewport" content="width=device-width"')
-        else:
-            attrs.append(draw(attribute(draw(any_case("http-equiv")), draw(any_case(kind)))))
-            if equiv_seen is None:  # the first of duplicate attributes wins
-                equiv_seen = kind
-                moves = moves or kind != "refresh"
-            attrs.append(b'content="text/html; charset=utf-8"')
-    # The first content attribute wins too: a viewport's has no charset.
-    first_content = next((kind for kind in kinds if kind != "charset"), None)
-    declares = "charset" in kinds or (equiv_seen == "content-type" and first_content != "viewport")
-    return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves, declares=declares)
-
-
-@st.composite
-def base_tag(draw: st.DrawFn) -> Frag:
-    attrs = draw(plain_attrs())
-    href = draw(st.booleans())
-    if href:
-        # The first of duplicate attributes wins, and any href counts, even one without a value.
-        attrs.insert(draw(st.integers(0, len(attrs))), draw(attribute(draw(any_case("href")), b"https://elsewhere.example/")))
-    elif draw(st.booleans()):
-        attrs.append(draw(st.sampled_from([b"target=_top", b"data-href=x", b'title="href"', b"hrefx=1"])))
-    return Frag(draw(start_tag("base", attrs)), "start", b"base", base_href=href)
-
-
-RAW_TEXT = ("script", "style", "title", "textarea", "xmp", "iframe", "noembed", "noframes")
-
-
-def _without_end(name: bytes, content: bytes) -> bytes:
-    """Content that cannot close a `name` raw-text element early."""
-    lowered = content.lower()
-    for delimiter in b" \t\n\f\r/>":
-        if b"</" + name + bytes([delimiter]) in lowered:
-            return b"text"
-    return content
-
-
-@st.composite
-def raw_element(draw: st.DrawFn, words: tuple[str, ...] = RAW_TEXT) -> Frag:
-    word = draw(st.sampled_from(words))
-    pieces = draw(
-        st.lists(
-            st.sampled_from(
-                [b"<head>", b"</head>", b"<body>", b"<meta charset=utf-8>", b"<!--", b"-->", b"if (a<b && c>d)",
-                 b"</" + word.encode() + b"x>", b"</ " + word.encode() + b">", b'"</scr" + "ipt>"', b"<p>", b"\xc3\xa9"]
-            ),
-            max_size=5,
-        )
-    )
-    content = _without_end(word.encode(), b"".join(pieces))
-    end = draw(st.sampled_from([b"</" + word.encode() + b">", b"</" + word.upper().encode() + b" >", b"</" + word.encode() + b' a=">">']))
-    return Frag(draw(start_tag(word, draw(plain_attrs()))) + content + end, "raw", word.encode())
-
-
-@st.composite
-def comment(draw: st.DrawFn) -> Frag:
-    fixed = [b"<!-->", b"<!--->", b"<!---->", b"<!--[if IE]><script src=ie.js></script><![endif]-->",
-             b"<!--[if lt IE 9]><head><meta charset=utf-8><![endif]-->"]
-    if draw(st.booleans()):
-        return Frag(draw(st.sampled_from(fixed)), "comment")
-    pieces = [b"<head>", b"<script>", b"<body>", b" - ", b"<!--", b"x", b"<html amp>", b"-", b"--", b"!", b">"]
-    body = b"".join(draw(st.lists(st.sampled_from(pieces), max_size=6)))
-    data = b"<!--" + body + draw(st.sampled_from([b"-->", b"--!>"]))
-    first_end = COMMENT_END.search(data, 4)
-    if body.startswith((b">", b"->")) or first_end is None or first_end.end() != len(data):
-        data = b"<!-- x -->"
-    return Frag(data, "comment")
-
-
-bogus = st.sampled_from(
-    [b'<?xml version="1.0" encoding="utf-8"?>', b"<![CDATA[<head]]>", b"<![CDATA[ x ]]>", b"<![if !IE]>", b"<![endif]>",
-     b"</ head>", b"</3>", b"<!ELEMENT br EMPTY>", b"<!>", b"</>"]
-).map(lambda data: Frag(data, "bogus"))
-doctype = st.sampled_from(
-    [b"<!DOCTYPE html>", b"<!doctype HTML>", b'<!DocType html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "x.dtd">']
-).map(lambda data: Frag(data, "doctype"))
-text = st.lists(
-    # The long piece takes what follows past the 1,024 bytes of the charset prescan (rule 1a).
-    st.sampled_from([b"hello", b" ", b"\n", b"a < b", b"<3", b"&lt;head&gt;", b"\xe2\x9a\xa1", b"\xc3\xa9", b"x>y", b"1<=2", b"." * 700]),
-    min_size=1, max_size=3,
-).map(lambda parts: Frag(b"".join(parts), "text"))
-end_tag = st.sampled_from(["head", "noscript", "template", "div", "body", "html", "title"]).flatmap(
-    lambda word: st.tuples(any_case(word), st.sampled_from([b">", b" >", b' x=">">'])).map(
-        lambda t: Frag(b"</" + t[0] + t[1], "end", word.encode())
-    )
-)
-fragment = st.one_of(element_start(), html_tag(), meta_tag(), base_tag(), raw_element(), comment(), bogus, doctype, text, end_tag)
-head_tag = plain_attrs().flatmap(lambda attrs: start_tag("head", attrs)).map(lambda data: Frag(data, "start", b"head"))
-body_tag = plain_attrs().flatmap(lambda attrs: start_tag("body", attrs)).map(lambda data: Frag(data, "start", b"body"))
-# Shaped like pages (prologue, html, head, head content, anything) so that every placement is common.
-documents = st.tuples(
-    st.sampled_from([b"", BOM]),
-    st.tuples(
-        st.lists(st.one_of(doctype, comment(), bogus, text), max_size=2),
-        st.lists(html_tag(), max_size=1),
-        st.lists(head_tag, max_size=1),
-        st.lists(st.one_of(meta_tag(), base_tag(), comment(), text, raw_element()), max_size=4),
-        st.lists(st.one_of(fragment, body_tag, raw_element(("script",))), max_size=8),
-    ).map(lambda parts: [frag for part in parts for frag in part]),
-)
 
 
 def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tuple[Insertion, bool]:
     """The placement rules applied to an already tokenized document."""
     point = Insertion(len(bom), "start")
+    if frags and frags[0].data.startswith(b"<?xml"):
+        point = Insertion(len(bom) + len(frags[0].data), "after-xml-declaration")
     in_head = seen_html = seen_doctype = amp = held = charset_seen = False
 
     def advance(to: Insertion) -> Insertion:
@@ -319,12 +127,6 @@ def test_generated_documents_match_the_model_in_any_chunking(doc: tuple[bytes, l
     assert injected[: whole.offset] + injected[whole.offset + len(SNIPPET) :] == document
 
 
-noise = st.one_of(
-    fragment.map(lambda f: f.data),
-    st.binary(max_size=12),
-    st.sampled_from([b"<", b"</", b"<!", b"<!-", b"-->", b'"', b"'", b">", b"=", b"<head", b"<script", b"<!--", BOM,
-                     b"<meta http-equiv=Content-Security-Policy content=x>", b"x" * 400]),
-)
 
 
 @PROPERTY
@@ -387,6 +189,13 @@ CORPUS: list[tuple[str, str, str, str]] = [
     ("fragment", "⁂<p>hello</p>", "start", "utf-8"),
     ("amp", "<!doctype html><html ⚡ lang=en><head><meta charset=utf-8>⁂<script async src=v0.js></script>", "after-meta", "utf-8"),
     ("bom", "\ufeff⁂<p>x</p>", "start", "utf-8"),
+    # Chromium takes the charset from an XML declaration at the very start: the snippet stays after it.
+    ("xml declaration", '<?xml version="1.0" encoding="iso-8859-1"?>⁂<p>Café</p>', "after-xml-declaration", "latin-1"),
+    ("bom, xml declaration", '\ufeff<?xml version="1.0"?>⁂\n<p>x</p>', "after-xml-declaration", "utf-8"),
+    ("xml declaration, doctype", '<?xml version="1.0"?>\n<!DOCTYPE html>⁂<svg/>', "after-doctype", "utf-8"),
+    ("not at the start", '⁂ <?xml version="1.0"?><p>x</p>', "start", "utf-8"),
+    ("another instruction", '⁂<?php echo 1 ?><p>x</p>', "start", "utf-8"),
+    ("upper case", '⁂<?XML version="1.0"?><p>x</p>', "start", "utf-8"),
     ("bom and head", "\ufeff<html><head>⁂</head>", "after-head", "utf-8"),
     ("latin-1 meta", '<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">⁂<title>Café</title>', "after-meta", "latin-1"),
     ("shift_jis meta", '<html><head><title>日本語のページ</title><meta charset="Shift_JIS">⁂<link rel=stylesheet href=a.css></head><body>こんにちは</body>', "after-meta", "shift_jis"),
