@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 
 # HTML's whitespace is exactly these five; \v is not one, so `\s` would be wrong.
 _WS = rb"\t\n\f\r "
@@ -45,23 +46,26 @@ COMMENT_END = re.compile(rb"--!?>")
 COMMENT_END_KEEP = 3
 
 
-def attributes(rest: bytes | bytearray) -> dict[bytes, bytes]:
-    """Attributes of a complete tag, given the bytes after its name (TAG_REST matched).
-
-    Names are ASCII-lowercased, values unquoted, and the first of duplicate
-    names wins, as in the tokenizer.
-    """
-    found: dict[bytes, bytes] = {}
+def attribute_items(rest: bytes | bytearray) -> Iterator[tuple[bytes, bytes]]:
+    """Attributes of a complete tag, given the bytes after its name (TAG_REST matched), in order,
+    duplicates included. Names are ASCII-lowercased, values unquoted."""
     pos = 0
     while (m := _ATTR_AT.match(rest, pos)) is not None:
-        name = bytes(m.group(1)).lower()
         value = m.group(2)
         if value is None:
             value = b""
         elif value[:1] in (b'"', b"'"):
             value = value[1:-1]
-        found.setdefault(name, bytes(value))
+        yield bytes(m.group(1)).lower(), bytes(value)
         pos = m.end()
+
+
+def attributes(rest: bytes | bytearray) -> dict[bytes, bytes]:
+    """Attributes of a complete tag as attribute_items, the first of duplicate names winning, as
+    in the tokenizer."""
+    found: dict[bytes, bytes] = {}
+    for name, value in attribute_items(rest):
+        found.setdefault(name, value)
     return found
 
 
@@ -71,9 +75,23 @@ def raw_text_end(name: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"</" + re.escape(name) + rb"[" + _WS + rb"/>]", re.IGNORECASE)
 
 
-RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes"})
+# noscript's content is raw text too where scripting is on, the only place a snippet runs: a
+# `</noscript>` in what looks like an attribute or a comment in there ends it all the same.
+RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"noscript"})
 
-_DATA, _COMMENT, _BOGUS, _RAW = range(4)
+# A script's text, as the tokenizer's script data states read it: `<!--` escapes it, and a
+# `<script` in there (document.write("<script …></script>"), say) makes the next `</script>` part
+# of the text, not its end, until `-->`. The patterns per state: plain, escaped, double escaped.
+_SCRIPT_END = rb"</script[" + _WS + rb"/>]"
+_SCRIPT_STATES = (
+    re.compile(rb"<!--|" + _SCRIPT_END, re.IGNORECASE),
+    re.compile(rb"-->|" + _SCRIPT_END + rb"|<script[" + _WS + rb"/>]", re.IGNORECASE),
+    re.compile(rb"-->|" + _SCRIPT_END, re.IGNORECASE),
+)
+_SCRIPT_PLAIN, _SCRIPT_ESCAPED, _SCRIPT_DOUBLE_ESCAPED = range(3)
+_SCRIPT_KEEP = len(b"</script")  # the longest partial token at the buffer's end
+
+_DATA, _COMMENT, _BOGUS, _RAW, _SCRIPT = range(5)
 _SLASH, _BANG, _QUESTION, _GT, _DASH = 0x2F, 0x21, 0x3F, 0x3E, 0x2D
 _WAIT = -1  # a token handler's answer: the token is not complete in the buffer yet
 _STOP = -2  # a token handler's answer: a hook asked to stop
@@ -91,6 +109,7 @@ class Tokenizer:
         self._state = _DATA
         self._raw_end: re.Pattern[bytes] | None = None
         self._raw_keep = 0
+        self._script_state = _SCRIPT_PLAIN
         self._doctype = False
         self._instruction_start: int | None = None  # of the `<?…>` being read
         # A pending tag is re-examined only once a byte that could complete it
@@ -130,6 +149,14 @@ class Tokenizer:
         self._base += self._pos
         self._pos = 0
         return False
+
+    def _unfinished_markup(self) -> tuple[int, int | None] | None:
+        """Where the markup left unread begins, and its byte after the "<" if that came; None when
+        nothing is left unread in data (text is read whole; a comment or raw text is no markup)."""
+        buf = self._buf
+        if self._state != _DATA or not buf:
+            return None
+        return self._base, (buf[1] if len(buf) > 1 else None)
 
     def _wait(self, needed: re.Pattern[bytes]) -> int:
         self._wait_for = needed
@@ -189,6 +216,28 @@ class Tokenizer:
                     self._on_processing_instruction(self._instruction_start, self._base + gt + 1)
                     self._instruction_start = None
                 pos, self._state = gt + 1, _DATA
+            elif state == _SCRIPT:
+                m = _SCRIPT_STATES[self._script_state].search(buf, pos)
+                if m is None:
+                    pos = max(pos, n - _SCRIPT_KEEP)
+                    break
+                token = m.group()
+                if token == b"<!--":
+                    # Its dashes may be those of a "-->" right after (`<!-->` escapes nothing).
+                    pos, self._script_state = m.start() + 2, _SCRIPT_ESCAPED
+                elif token == b"-->":
+                    pos, self._script_state = m.end(), _SCRIPT_PLAIN
+                elif token[1] != _SLASH:
+                    pos, self._script_state = m.end(), _SCRIPT_DOUBLE_ESCAPED
+                elif self._script_state == _SCRIPT_DOUBLE_ESCAPED:
+                    pos, self._script_state = m.end(), _SCRIPT_ESCAPED
+                else:
+                    rest = TAG_REST.match(buf, m.end() - 1)
+                    if rest is None:
+                        self._wait(GT)
+                        pos = m.start()
+                        break
+                    pos, self._state = rest.end(), _DATA
             else:
                 assert self._raw_end is not None
                 m = self._raw_end.search(buf, pos)
@@ -229,7 +278,9 @@ class Tokenizer:
         """A start tag read whole, from `lt` ("<") to `end` (after ">"): the hook, then its raw text."""
         if self._on_start_tag(name, rest, self._base + lt, self._base + end):
             return _STOP
-        if name in RAW_TEXT:
+        if name == b"script":
+            self._state, self._script_state = _SCRIPT, _SCRIPT_PLAIN
+        elif name in RAW_TEXT:
             self._state = _RAW
             self._raw_end = raw_text_end(name)
             self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end

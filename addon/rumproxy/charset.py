@@ -179,10 +179,26 @@ def meta_label(attrs: dict[bytes, bytes]) -> str:
     if b"charset" in attrs:
         return _normalize(attrs[b"charset"])
     if attrs.get(b"http-equiv", b"").strip().lower() == b"content-type":
-        m = _META_CONTENT_CHARSET.search(attrs.get(b"content", b""))
-        if m is not None:
-            return _normalize(next(group for group in m.groups() if group is not None))
+        return _content_charset(attrs.get(b"content", b""))
     return ""
+
+
+def may_declare_charset(rest: bytes) -> bool:
+    """Whether some browser takes a charset from a <meta> with these attributes (the bytes after
+    its name): the prescan's reading, where the first of duplicate attributes wins, or Chromium's,
+    which reads every one (`http-equiv=x-ua-compatible … http-equiv=content-type` is a pragma to it)."""
+    items = list(tok.attribute_items(rest))
+    if any(name == b"charset" and _normalize(value) for name, value in items):
+        return True
+    pragma = any(name == b"http-equiv" and value.strip().lower() == b"content-type" for name, value in items)
+    return pragma and any(name == b"content" and _content_charset(value) for name, value in items)
+
+
+def _content_charset(content: bytes) -> str:
+    m = _META_CONTENT_CHARSET.search(content)
+    if m is None:
+        return ""
+    return _normalize(next(group for group in m.groups() if group is not None))
 
 
 @functools.lru_cache(maxsize=128)

@@ -12,7 +12,8 @@ HEAD_CONTENT = frozenset(
 )
 # Before a head, html and head start tags do not end the implicit head either.
 BEFORE_HEAD_NEUTRAL = (HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
-INERT = frozenset({b"noscript", b"template"})
+# A template's content is parsed as markup but never runs (noscript's is raw text: _htmltokens).
+INERT = frozenset({b"template"})
 BOLT = "⚡".encode()
 AMP_NAMES = frozenset({b"amp", b"amp4email", b"amp4ads", BOLT, BOLT + b"4email", BOLT + b"4ads"})
 PRAGMAS = frozenset({b"content-type", b"x-ua-compatible"})

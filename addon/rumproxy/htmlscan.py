@@ -10,9 +10,11 @@ Tokenizing follows the WHATWG tokenizer, simplified: comments (`<!-->`,
 bogus comments `<!…>`, `<?…>`, `</…>` and CDATA up to the first `>`, doctypes,
 tags with double/single/unquoted attribute values (quoted ones may hold `>`
 and `<`), and the raw text of script, style, textarea, title, xmp, iframe,
-noembed and noframes up to their end tag. A `<` not followed by a letter, `/`,
-`!` or `?` is text. Script's escaped states (`<!--` inside a script) are not
-modelled: a `<script` always decides before its text is read.
+noembed, noframes and noscript (as a browser with scripting on reads it) up to
+their end tag, a script's with its escaped states (`<!--<script>…</script>…-->`
+in a script's text does not end it). A `<` not followed by a letter, `/`,
+`!` or `?` is text. A script's text is read only under rule 1a: a `<script`
+decides before it otherwise.
 
 Placement rules (the product's spec):
 
@@ -38,9 +40,10 @@ Placement rules (the product's spec):
    prescan reads (Firefox reloads a page whose meta it finds later): on a
    page whose charset is not declared outside its markup, a decision taken
    within those bytes before any charset-declaring meta (a `<script` in the
-   head, say) waits for them. The first such meta complete within them moves
-   the point right after itself ("after-meta"), past what came between; a
-   `<meta>` Content-Security-Policy or one inside noscript/template before it
+   head, say) waits for them. The first such meta that begins within them
+   moves the point right after itself ("after-meta"), past what came between
+   (Chromium reads a meta that begins there to its end, wherever that is); a
+   `<meta>` Content-Security-Policy or one inside a template before it
    keeps the decision as it was.
 2. Before any `<head>`: a `<script` start tag decides "before-script" (right
    before it); a `<body` start tag decides "before-body" (right before it);
@@ -54,10 +57,10 @@ Placement rules (the product's spec):
    it further, never back.
 3. finish() without a decision returns the point from rules 1/2 as seen so far
    (after head/metas, else after html, else after the doctype, else start).
-4. Tags inside comments, raw text or attribute values never count. Nothing
-   inside `<noscript>` or `<template>` moves the point, and a script or body
-   there decides at the point before it: a snippet in there would never run
-   (noscript's content is inert text when scripting is on).
+4. Tags inside comments, raw text (a noscript's content included) or
+   attribute values never count. Nothing inside `<template>` moves the point,
+   and a script or body there decides at the point before it: a snippet in
+   there would never run.
 
 Decisions are taken as early as the rules allow, i.e. as soon as the name of
 the deciding tag is complete (or, under rule 1a, the first 1,024 bytes are),
@@ -71,7 +74,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _htmltokens as tok
-from .charset import PRESCAN_BYTES, meta_label
+from .charset import PRESCAN_BYTES, may_declare_charset, meta_label
 from .headtags import (
     AMP_NAMES,
     BEFORE_HEAD_NEUTRAL,
@@ -121,6 +124,9 @@ class InsertionScanner(tok.Tokenizer):
         self._charset_meta_seen = False  # a meta that declares the charset moved the point
         # A decision taken in the prescan's bytes before any charset meta: (insertion, through).
         self._pending: tuple[Insertion, int] | None = None
+        # Where a tag that began in the prescan's bytes and ended past them ended: a waiting
+        # decision rests on it, for it might have been a charset meta.
+        self._prescan_through = 0
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
@@ -128,7 +134,7 @@ class InsertionScanner(tok.Tokenizer):
         self._in_head = False
         self._seen_html = False
         self._seen_doctype = False
-        self._inert = 0  # open noscript/template elements
+        self._inert = 0  # open template elements
         self._point: Insertion | None = None
         self._amp = False
         self._csp_meta: tuple[int, int] | None = None
@@ -172,8 +178,9 @@ class InsertionScanner(tok.Tokenizer):
         if self._tokenize(chunk):
             return self._decided
         if self._pending is not None and self._consumed >= min(PRESCAN_BYTES, self._limit):
-            self._settle()
-            return self._decided
+            if self._consumed >= self._limit or not self._may_yet_be_a_meta():
+                self._settle()
+                return self._decided
         if self._consumed >= self._limit:
             self._exhausted = True
             self._buf = bytearray()
@@ -221,6 +228,17 @@ class InsertionScanner(tok.Tokenizer):
         """Whether a charset meta could follow in the prescan's bytes (rule 1a)."""
         return through < PRESCAN_BYTES and not (self._charset_meta_seen or self._charset_outside_markup)
 
+    def _may_yet_be_a_meta(self) -> bool:
+        """Whether the markup left unread is a start tag that began in the prescan's bytes."""
+        unfinished = self._unfinished_markup()
+        if unfinished is None or unfinished[0] >= PRESCAN_BYTES:
+            return False
+        at, second = unfinished
+        if second is None or 0x61 <= (second | 0x20) <= 0x7A:
+            return True
+        self._prescan_through = max(self._prescan_through, at + 2)  # its second byte says it is no tag
+        return False
+
     def _settle(self, insertion: Insertion | None = None, through: int | None = None) -> bool:
         """Take the waiting decision, or `insertion` (after the charset meta) instead; `through`:
         where the tag that settles it ends, if one does."""
@@ -228,12 +246,15 @@ class InsertionScanner(tok.Tokenizer):
         waited, waited_through = self._pending
         self._pending = None
         if through is None:
-            through = min(PRESCAN_BYTES, self._limit)  # no charset meta ends within the prescan's bytes
+            # No charset meta begins within the prescan's bytes.
+            through = max(min(PRESCAN_BYTES, self._limit), self._prescan_through)
         return self._decide(insertion or waited, max(waited_through, through), may_wait=False)
 
     def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
-        if end > PRESCAN_BYTES:
+        if start >= PRESCAN_BYTES:
             return self._settle()  # past the prescan's bytes, however the page arrived
+        if end > PRESCAN_BYTES:
+            self._prescan_through = end
         if name in INERT:
             self._inert += 1
             return False
@@ -243,7 +264,7 @@ class InsertionScanner(tok.Tokenizer):
         if is_policy(attrs):
             self._csp_meta = (start, end)
             return self._settle(through=end)
-        if not meta_label(attrs):
+        if not may_declare_charset(rest):
             return False
         if self._inert:
             return self._settle(through=end)
@@ -258,7 +279,7 @@ class InsertionScanner(tok.Tokenizer):
             if name == b"script" or name not in HEAD_CONTENT:
                 return self._decide(self._current(), through)
         elif name not in BEFORE_HEAD_NEUTRAL:
-            # Inside noscript/template a script or body is inert text: stay before it.
+            # A script or body inside a template never runs: stay before it.
             if name in _BEFORE_THEM and not self._inert and not self._held_by_base:
                 return self._decide(Insertion(offset, _BEFORE_THEM[name]), through)
             return self._decide(self._current(), through)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumproxy.charset import Charset, declared_in_header, detect_charset
+from rumproxy.charset import Charset, declared_in_header, detect_charset, may_declare_charset
 
 DEFAULT = Charset("cp1252", "windows-1252", "default", b"", True)
 
@@ -144,3 +144,22 @@ def test_never_raises_and_names_a_real_codec(content_type: str | None, body: byt
 def test_declared_in_header(content_type, declared):
     # A charset in the Content-Type: the browser reads none from the page's metas (htmlscan's charset_declared).
     assert declared_in_header(content_type) is declared
+
+
+@pytest.mark.parametrize(
+    ("attributes", "declares"),
+    [
+        (b' charset="utf-8">', True),
+        (b' http-equiv="Content-Type" content="text/html; charset=utf-8">', True),
+        (b' content="text/html; charset=utf-8" http-equiv=content-type>', True),
+        # Chromium reads every duplicate: the second http-equiv makes the first content a pragma.
+        (b' http-equiv=x-ua-compatible content="text/html; charset=utf-8" http-equiv=content-type>', True),
+        (b' name=viewport content="width=device-width" http-equiv=content-type content="text/html; charset=utf-8">', True),
+        (b' http-equiv=x-ua-compatible content="text/html; charset=utf-8">', False),
+        (b' http-equiv=content-type content="text/html">', False),
+        (b' charset="">', False),
+        (b' name=description content="charset=utf-8">', False),
+    ],
+)
+def test_a_meta_that_may_declare_a_charset_to_some_browser(attributes: bytes, declares: bool) -> None:
+    assert may_declare_charset(attributes) is declares

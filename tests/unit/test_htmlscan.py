@@ -20,7 +20,7 @@ PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 
 HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
 NEUTRAL = (HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
-INERT = {b"noscript", b"template"}
+INERT = {b"template"}  # noscript is raw text
 
 
 def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tuple[Insertion, bool]:
@@ -40,8 +40,8 @@ def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tupl
         waiting_inert, at = inert, start
         for frag in frags[index:]:
             end = at + len(frag.data)
-            if frag.declares:
-                if end > PRESCAN or waiting_inert:
+            if frag.may_declare:
+                if at >= PRESCAN or waiting_inert:
                     break
                 return Insertion(end, "after-meta"), amp
             if frag.kind == "start" and frag.name in INERT:
@@ -213,6 +213,9 @@ CORPUS: list[tuple[str, str, str, str]] = [
     ("noscript meta", "<head><meta charset=utf-8>⁂<noscript><meta http-equiv=x-ua-compatible content=a></noscript></head>", "after-meta", "utf-8"),
     ("noscript closed", "<head><noscript><link rel=x></noscript><meta charset=utf-8>⁂<p>", "after-meta", "utf-8"),
     ("noscript script", "<html>⁂<noscript><script>x</script></noscript>", "after-html", "utf-8"),
+    # With scripting on a noscript's content is text, whatever it looks like (found by Chromium).
+    ("noscript text", "<head><noscript><img src=x></noscript><meta charset=utf-8>⁂<p>", "after-meta", "utf-8"),
+    ("noscript ends in an attribute", '<head>⁂<noscript><a title="</noscript><!--"></noscript><meta charset=utf-8>x--><p>', "after-head", "utf-8"),
     ("bogus end tag", "<html></ head><head>⁂<p>", "after-head", "utf-8"),
     ("comment edge cases", "<!--><!---><head><!-- --!><meta charset=utf-8>⁂<!-- <meta charset=x> --><p>", "after-meta", "utf-8"),
     ("xml prolog", '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head>⁂<title/></title></head>', "after-head", "utf-8"),
@@ -303,8 +306,20 @@ PRESCAN_CASES = [
     ("before a head", "<!doctype html>{d}<script>a()</script><meta charset=utf-8>{u}<head>", "before-script", "after-meta"),
     ("body first", "<html>{d}<body><meta charset=utf-8>{u}<p>x", "before-body", "after-meta"),
     ("past the prescan", "<html><head>{d}{u}<script>" + "a();" * 260 + "</script><meta charset=utf-8>", "after-head", "after-head"),
-    ("across the prescan's end", "<html><head>{d}{u}<script>" + "a();" * 244 + "</script><meta charset=utf-8>", "after-head", "after-head"),
-    ("in noscript", "<html><head>{d}{u}<script>a()</script><noscript><meta charset=utf-8></noscript><meta charset=utf-8>", "after-head", "after-head"),
+    # Chromium reads a meta that begins in those bytes to its end (found by Chromium).
+    ("across the prescan's end", "<html><head>{d}<script>" + "a();" * 244 + "</script><meta charset=utf-8>{u}", "after-head", "after-meta"),
+    ("begins past them", "<html><head>{d}{u}<script>" + "a();" * 254 + "</script><meta charset=utf-8>", "after-head", "after-head"),
+    # A browser's prescan reads the meta in noscript, but the snippet after the other one moves neither.
+    ("in noscript", "<html><head>{d}<script>a()</script><noscript><meta charset=utf-8></noscript><meta charset=utf-8>{u}", "after-head", "after-meta"),
+    ("only in noscript", "<html><head>{d}{u}<script>a()</script><noscript><meta charset=utf-8></noscript><p>", "after-head", "after-head"),
+    ("in a template", "<html><head>{d}{u}<script>a()</script><template><meta charset=utf-8></template><meta charset=utf-8>", "after-head", "after-head"),
+    # A script's escaped text: document.write("<script …></script>") inside <!-- … --> does not end it.
+    ("a script writing a script", "<html><head>{d}<script><!-- document.write('<script src=a.js></script>'); //--></script><meta charset=utf-8>{u}", "after-head", "after-meta"),
+    ("a meta in a script's escaped text", "<html><head>{d}{u}<script><!--<script></script><meta charset=utf-8>--></script><p>", "after-head", "after-head"),
+    ("a script escaped and back", "<html><head>{d}<script><!--</script><meta charset=utf-8>{u}-->", "after-head", "after-meta"),
+    ("<!--> escapes nothing", "<html><head>{d}<script><!--><script></script><meta charset=utf-8>{u}", "after-head", "after-meta"),
+    ("upper case", "<html><head>{d}{u}<SCRIPT><!--<SCRIPT></SCRIPT ><meta charset=utf-8>--></SCRIPT/><p>", "after-head", "after-head"),
+    ("a pragma to Chromium", "<html><head>{d}<script>a()</script><meta http-equiv=x-ua-compatible content='text/html; charset=utf-8' http-equiv=content-type>{u}<p>", "after-head", "after-meta"),
     ("a meta policy first", "<html><head>{d}{u}<script>a()</script><meta http-equiv=Content-Security-Policy content=x><meta charset=utf-8>", "after-head", "after-head"),
     ("no charset meta", "<html><head>{d}{u}<script>a()</script><meta http-equiv=X-UA-Compatible content=IE=edge><p>", "after-head", "after-head"),
     ("the charset first", "<html><head><meta charset=utf-8>{d}{u}<script>a()</script><meta charset=latin1>", "after-meta", "after-meta"),
@@ -341,18 +356,34 @@ def test_a_waiting_decision_holds_the_stream_back_only_until_the_prescans_bytes(
     assert short.finish() == Insertion(12, "after-head") and short.decided_through is None
 
 
-@pytest.mark.parametrize("crossing", [b"<meta http-equiv=Content-Security-Policy content=x>", b"<meta charset=utf-8>", b"<p>"])
-def test_what_crosses_the_prescans_end_does_not_depend_on_the_chunks(crossing: bytes) -> None:
+@pytest.mark.parametrize(
+    ("crossing", "placement"),
+    [
+        # A tag that begins in the prescan's bytes is read to its end (Chromium reads a meta so).
+        (b"<meta http-equiv=Content-Security-Policy content=x>", "after-head"),
+        (b"<meta charset=utf-8>", "after-meta"),
+        (b"<p>", "after-head"),
+        # Other markup is no meta as soon as its second byte says so.
+        (b"<!-- x -->", "after-head"),
+        (b"</p>", "after-head"),
+    ],
+)
+def test_what_crosses_the_prescans_end_does_not_depend_on_the_chunks(crossing: bytes, placement: str) -> None:
     start = 1024 - len(crossing) // 2
+    end = start + len(crossing)
     head = b"<html><head><script>a()</script>"
-    page = head + b"x" * (start - len(head)) + crossing + b"<meta charset=utf-8>"
-    whole = find_insertion_point(page)
-    assert whole == (Insertion(12, "after-head"), PageFacts(amp=False))
-    for cuts in ([1024], [1000], [start + 1], list(range(0, len(page), 100))):
+    page = head + b"x" * (start - len(head)) + crossing + b"<meta charset=utf-8>"  # that one begins past them
+    is_tag = crossing[1:2].isalpha()
+    expected = (
+        Insertion(end if placement == "after-meta" else 12, placement),
+        PageFacts(amp=False, csp_meta=(start, end) if b"Content-Security-Policy" in crossing else None),
+        end if is_tag else max(1024, start + 2),
+    )
+    for cuts in ([], [1024], [1000], [start + 1], [start + 2], list(range(0, len(page), 100)), list(range(0, len(page), 1))):
         scanner = InsertionScanner()
         for lo, hi in zip([0, *cuts], [*cuts, len(page)]):
             scanner.feed(page[lo:hi])
-        assert (scanner.finish(), scanner.facts, scanner.decided_through) == (*whole, 1024)
+        assert (scanner.finish(), scanner.facts, scanner.decided_through) == expected
 
 
 def test_a_meta_policy_met_while_waiting_is_reported():
