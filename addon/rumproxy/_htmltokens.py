@@ -216,34 +216,18 @@ class Tokenizer:
                     self._on_processing_instruction(self._instruction_start, self._base + gt + 1)
                     self._instruction_start = None
                 pos, self._state = gt + 1, _DATA
-            elif state == _SCRIPT:
-                m = _SCRIPT_STATES[self._script_state].search(buf, pos)
-                if m is None:
-                    pos = max(pos, n - _SCRIPT_KEEP)
-                    break
-                token = m.group()
-                if token == b"<!--":
-                    # Its dashes may be those of a "-->" right after (`<!-->` escapes nothing).
-                    pos, self._script_state = m.start() + 2, _SCRIPT_ESCAPED
-                elif token == b"-->":
-                    pos, self._script_state = m.end(), _SCRIPT_PLAIN
-                elif token[1] != _SLASH:
-                    pos, self._script_state = m.end(), _SCRIPT_DOUBLE_ESCAPED
-                elif self._script_state == _SCRIPT_DOUBLE_ESCAPED:
-                    pos, self._script_state = m.end(), _SCRIPT_ESCAPED
-                else:
-                    rest = TAG_REST.match(buf, m.end() - 1)
-                    if rest is None:
-                        self._wait(GT)
-                        pos = m.start()
-                        break
-                    pos, self._state = rest.end(), _DATA
             else:
-                assert self._raw_end is not None
-                m = self._raw_end.search(buf, pos)
+                if state == _SCRIPT:
+                    m, keep = _SCRIPT_STATES[self._script_state].search(buf, pos), _SCRIPT_KEEP
+                else:
+                    assert self._raw_end is not None
+                    m, keep = self._raw_end.search(buf, pos), self._raw_keep
                 if m is None:
-                    pos = max(pos, n - self._raw_keep)
+                    pos = max(pos, n - keep)
                     break
+                if state == _SCRIPT and (goes_on := self._script_text(m)) is not None:
+                    pos = goes_on
+                    continue
                 # The end tag's own attributes are skipped like any tag's.
                 rest = TAG_REST.match(buf, m.end() - 1)
                 if rest is None:
@@ -253,6 +237,23 @@ class Tokenizer:
                 pos, self._state = rest.end(), _DATA
         self._pos = pos
         return False
+
+    def _script_text(self, m: re.Match[bytes]) -> int | None:
+        """A token of a script's text moves it between its escaped states: where reading goes on,
+        or None at the script's end tag."""
+        token = m.group()
+        if token == b"<!--":
+            self._script_state = _SCRIPT_ESCAPED
+            return m.start() + 2  # its dashes may be those of a "-->" right after (`<!-->` escapes nothing)
+        if token == b"-->":
+            self._script_state = _SCRIPT_PLAIN
+        elif token[1] != _SLASH:
+            self._script_state = _SCRIPT_DOUBLE_ESCAPED
+        elif self._script_state == _SCRIPT_DOUBLE_ESCAPED:
+            self._script_state = _SCRIPT_ESCAPED
+        else:
+            return None
+        return m.end()
 
     def _start_tag(self, buf: bytearray, lt: int) -> int:
         whole = _WHOLE_START_TAG.match(buf, lt + 1)
