@@ -118,6 +118,7 @@ def meta_tag(draw: st.DrawFn) -> Frag:
     first_content = next((kind for kind in kinds if kind != "charset"), None)
     declares = "charset" in kinds or (equiv_seen == "content-type" and first_content != "viewport")
     may_declare = "charset" in kinds or "content-type" in kinds
+    moves = moves or may_declare
     return Frag(draw(start_tag("meta", attrs)), "start", b"meta", moves=moves, declares=declares, may_declare=may_declare)
 
 

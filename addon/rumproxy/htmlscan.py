@@ -20,8 +20,9 @@ Placement rules (the product's spec):
 
 1. After a `<head …>` start tag the point is right after it ("after-head").
    In the head, each `<meta>` with a `charset` attribute, or with http-equiv
-   Content-Type or X-UA-Compatible (any case), moves the point right after
-   itself ("after-meta"). The head scan decides at the first `<script` (the
+   Content-Type or X-UA-Compatible (any case), or one that names a charset
+   to Chromium, which reads every duplicate attribute, moves the point right
+   after itself ("after-meta"). The head scan decides at the first `<script` (the
    point stays before it: never after a page script), at `</head>`, at
    `<body`, or at any start tag that cannot be in a head (anything but meta,
    title, link, style, base, script, noscript, template, bgsound, basefont).
@@ -127,6 +128,8 @@ class InsertionScanner(tok.Tokenizer):
         # Where a tag that began in the prescan's bytes and ended past them ended: a waiting
         # decision rests on it, for it might have been a charset meta.
         self._prescan_through = 0
+        # Whether the prescan's last byte is a "<": the byte after them says whether a tag began there.
+        self._lt_ends_prescan = False
         # Never less than a BOM: the start point must not depend on a cut inside it.
         self._limit = max(limit, len(_BOM))
         self._consumed = 0
@@ -172,6 +175,9 @@ class InsertionScanner(tok.Tokenizer):
         room = self._limit - self._consumed
         if len(chunk) > room:
             chunk = chunk[:room]
+        last = PRESCAN_BYTES - 1 - self._consumed  # the prescan's last byte, if in this chunk
+        if 0 <= last < len(chunk):
+            self._lt_ends_prescan = chunk[last] == 0x3C
         self._consumed += len(chunk)
         if len(self._prefix) < _PREFIX:
             self._prefix = (self._prefix + bytes(chunk[:_PREFIX]))[:_PREFIX]
@@ -233,11 +239,8 @@ class InsertionScanner(tok.Tokenizer):
         unfinished = self._unfinished_markup()
         if unfinished is None or unfinished[0] >= PRESCAN_BYTES:
             return False
-        at, second = unfinished
-        if second is None or 0x61 <= (second | 0x20) <= 0x7A:
-            return True
-        self._prescan_through = max(self._prescan_through, at + 2)  # its second byte says it is no tag
-        return False
+        second = unfinished[1]
+        return second is None or 0x61 <= (second | 0x20) <= 0x7A
 
     def _settle(self, insertion: Insertion | None = None, through: int | None = None) -> bool:
         """Take the waiting decision, or `insertion` (after the charset meta) instead; `through`:
@@ -247,7 +250,8 @@ class InsertionScanner(tok.Tokenizer):
         self._pending = None
         if through is None:
             # No charset meta begins within the prescan's bytes.
-            through = max(min(PRESCAN_BYTES, self._limit), self._prescan_through)
+            prescan = PRESCAN_BYTES + 1 if self._lt_ends_prescan else PRESCAN_BYTES
+            through = max(min(prescan, self._limit), self._prescan_through)
         return self._decide(insertion or waited, max(waited_through, through), may_wait=False)
 
     def _while_waiting(self, name: bytes, rest: bytes, start: int, end: int) -> bool:
@@ -300,7 +304,8 @@ class InsertionScanner(tok.Tokenizer):
                 # Scripts before a meta policy are not subject to it: stop right before it.
                 self._csp_meta = (start, end)
                 return self._decide(self._current(), end, may_wait=False)
-            if moves_point(attrs):
+            # A meta that names a charset to Chromium only (duplicate attributes) moves it too.
+            if moves_point(attrs) or may_declare_charset(rest):
                 self._advance(end, "after-meta")
                 self._charset_meta_seen = self._charset_meta_seen or bool(meta_label(attrs))
         elif name == b"base":
