@@ -82,7 +82,7 @@ RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"xmp", b"ifra
 # A script's text, as the tokenizer's script data states read it: `<!--` escapes it, and a
 # `<script` in there (document.write("<script …></script>"), say) makes the next `</script>` part
 # of the text, not its end, until `-->`. The patterns per state: plain, escaped, double escaped.
-_SCRIPT_END = rb"</script[" + _WS + rb"/>]"
+_SCRIPT_END = raw_text_end(b"script").pattern
 _SCRIPT_STATES = (
     re.compile(rb"<!--|" + _SCRIPT_END, re.IGNORECASE),
     re.compile(rb"-->|" + _SCRIPT_END + rb"|<script[" + _WS + rb"/>]", re.IGNORECASE),
@@ -279,12 +279,13 @@ class Tokenizer:
         """A start tag read whole, from `lt` ("<") to `end` (after ">"): the hook, then its raw text."""
         if self._on_start_tag(name, rest, self._base + lt, self._base + end):
             return _STOP
-        if name == b"script":
-            self._state, self._script_state = _SCRIPT, _SCRIPT_PLAIN
-        elif name in RAW_TEXT:
-            self._state = _RAW
-            self._raw_end = raw_text_end(name)
-            self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
+        if name in RAW_TEXT:
+            if name == b"script":
+                self._state, self._script_state = _SCRIPT, _SCRIPT_PLAIN
+            else:
+                self._state = _RAW
+                self._raw_end = raw_text_end(name)
+                self._raw_keep = len(name) + 2  # the longest partial "</name" at the buffer's end
         return end
 
     def _end_tag(self, buf: bytearray, lt: int) -> int:
