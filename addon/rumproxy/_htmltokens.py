@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 
 # HTML's whitespace is exactly these five; \v is not one, so `\s` would be wrong.
 _WS = rb"\t\n\f\r "
@@ -46,9 +45,10 @@ COMMENT_END = re.compile(rb"--!?>")
 COMMENT_END_KEEP = 3
 
 
-def attribute_items(rest: bytes | bytearray) -> Iterator[tuple[bytes, bytes]]:
+def attribute_items(rest: bytes | bytearray) -> list[tuple[bytes, bytes]]:
     """Attributes of a complete tag, given the bytes after its name (TAG_REST matched), in order,
     duplicates included. Names are ASCII-lowercased, values unquoted."""
+    items = []
     pos = 0
     while (m := _ATTR_AT.match(rest, pos)) is not None:
         value = m.group(2)
@@ -56,8 +56,9 @@ def attribute_items(rest: bytes | bytearray) -> Iterator[tuple[bytes, bytes]]:
             value = b""
         elif value[:1] in (b'"', b"'"):
             value = value[1:-1]
-        yield bytes(m.group(1)).lower(), bytes(value)
+        items.append((bytes(m.group(1)).lower(), bytes(value)))
         pos = m.end()
+    return items
 
 
 def attributes(rest: bytes | bytearray) -> dict[bytes, bytes]:
@@ -72,12 +73,17 @@ def attributes(rest: bytes | bytearray) -> dict[bytes, bytes]:
 @functools.lru_cache(maxsize=32)
 def raw_text_end(name: bytes) -> re.Pattern[bytes]:
     """The "appropriate end tag" that closes raw text: `</name` plus a delimiter, any case."""
+    if name == b"plaintext":
+        return _NEVER  # its text runs to the end of the document
     return re.compile(rb"</" + re.escape(name) + rb"[" + _WS + rb"/>]", re.IGNORECASE)
 
 
+_NEVER = re.compile(rb"(?!)")
 # noscript's content is raw text too where scripting is on, the only place a snippet runs: a
 # `</noscript>` in what looks like an attribute or a comment in there ends it all the same.
-RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"noscript"})
+RAW_TEXT = frozenset(
+    {b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"noscript", b"plaintext"}
+)
 
 # A script's text, as the tokenizer's script data states read it: `<!--` escapes it, and a
 # `<script` in there (document.write("<script …></script>"), say) makes the next `</script>` part

@@ -17,11 +17,20 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import _htmltokens as tok
 
-__all__ = ["PRESCAN_BYTES", "Charset", "declared_in_header", "detect_charset", "meta_label"]
+__all__ = [
+    "PRESCAN_BYTES",
+    "Charset",
+    "declared_in_header",
+    "declares_charset_to_every_browser",
+    "detect_charset",
+    "may_declare_charset",
+    "meta_label",
+]
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,7 @@ def _prescan(data: bytes) -> str:
             if rest is None:
                 return ""
             if not slash and name.group().lower() == b"meta":
-                label = meta_label(tok.attributes(data[name.end() : rest.end()]))
+                label = meta_label(tok.attribute_items(data[name.end() : rest.end()]))
                 if label:
                     return label
             pos = rest.end()
@@ -174,24 +183,57 @@ def _prescan(data: bytes) -> str:
     return ""
 
 
-def meta_label(attrs: dict[bytes, bytes]) -> str:
-    """The charset label a <meta>'s attributes declare for the prescan, "" if none."""
-    if b"charset" in attrs:
-        return _normalize(attrs[b"charset"])
-    if attrs.get(b"http-equiv", b"").strip().lower() == b"content-type":
-        return _content_charset(attrs.get(b"content", b""))
-    return ""
+AttributeItems = Sequence[tuple[bytes, bytes]]  # a tag's attributes in order, duplicates included
 
 
-def may_declare_charset(rest: bytes) -> bool:
-    """Whether some browser takes a charset from a <meta> with these attributes (the bytes after
-    its name): the prescan's reading, where the first of duplicate attributes wins, or Chromium's,
-    which reads every one (`http-equiv=x-ua-compatible … http-equiv=content-type` is a pragma to it)."""
-    items = list(tok.attribute_items(rest))
-    if any(name == b"charset" and _normalize(value) for name, value in items):
-        return True
+def meta_label(items: AttributeItems) -> str:
+    """The charset label a <meta> with these attributes declares, as Chromium reads it, "" if none."""
+    return _chromium_label(items)
+
+
+def declares_charset_to_every_browser(items: AttributeItems) -> bool:
+    """Whether the prescan of every browser takes a charset from this <meta> and stops there."""
+    if len(items) == 1:  # `<meta charset=…>`: the readings differ only in what comes with it
+        name, value = items[0]
+        return name == b"charset" and bool(_normalize(value))
+    return bool(_chromium_label(items)) and bool(_spec_label(items))
+
+
+def may_declare_charset(items: AttributeItems) -> bool:
+    """Whether some browser takes a charset from this <meta>: the spec's prescan (Firefox) or
+    Chromium, which read it differently (_spec_label, _chromium_label)."""
+    return bool(_chromium_label(items)) or bool(_spec_label(items))
+
+
+def _spec_label(items: AttributeItems) -> str:
+    """The prescan's reading: the first of duplicate attributes counts; whichever of `charset` and
+    a `content` naming a charset comes first decides, the content only with http-equiv
+    Content-Type (`<meta content="text/html; charset=koi8-r" charset=utf-8>` declares nothing)."""
+    label, from_content, pragma = "", False, False
+    seen: set[bytes] = set()
+    for name, value in items:
+        if name in seen:
+            continue
+        seen.add(name)
+        if name == b"http-equiv":
+            pragma = value.strip().lower() == b"content-type"
+        elif label:
+            continue
+        elif name == b"charset":
+            label, from_content = _normalize(value), False
+        elif name == b"content":
+            label, from_content = _content_charset(value), True
+    return label if pragma or not from_content else ""
+
+
+def _chromium_label(items: AttributeItems) -> str:
+    """Chromium's reading (checked in Chromium): the last of duplicate attributes counts, a
+    `charset` attribute wins over any `content`, and any http-equiv Content-Type makes a pragma."""
+    last = dict(items)
+    if b"charset" in last:
+        return _normalize(last[b"charset"])
     pragma = any(name == b"http-equiv" and value.strip().lower() == b"content-type" for name, value in items)
-    return pragma and any(name == b"content" and _content_charset(value) for name, value in items)
+    return _content_charset(last[b"content"]) if pragma and b"content" in last else ""
 
 
 def _content_charset(content: bytes) -> str:

@@ -25,20 +25,36 @@ def may_be_amp(rest: bytes) -> bool:
     return b"amp" in rest.lower() or BOLT in rest
 
 
-def meta_attributes(rest: bytes) -> dict[bytes, bytes] | None:
+# A tag's attributes in order, duplicates included: the tree reads the first of duplicates, the
+# charset prescans read them otherwise (charset).
+AttributeItems = list[tuple[bytes, bytes]]
+
+
+def meta_attributes(rest: bytes) -> AttributeItems | None:
     """A meta's attributes; None, without parsing them, for one with neither attribute that matters."""
     lowered = rest.lower()
     if b"charset" not in lowered and b"http-equiv" not in lowered:
         return None
-    return tok.attributes(rest)
+    return tok.attribute_items(rest)
 
 
-def is_policy(attrs: dict[bytes, bytes]) -> bool:
-    return attrs.get(b"http-equiv", b"").strip().lower() == CSP_PRAGMA
+def _http_equiv(attrs: AttributeItems) -> bytes:
+    """The first http-equiv, normalized."""
+    for name, value in attrs:
+        if name == b"http-equiv":
+            return value.strip().lower()
+    return b""
 
 
-def moves_point(attrs: dict[bytes, bytes]) -> bool:
-    return b"charset" in attrs or attrs.get(b"http-equiv", b"").strip().lower() in PRAGMAS
+def is_policy(attrs: AttributeItems) -> bool:
+    return _http_equiv(attrs) == CSP_PRAGMA
+
+
+def moves_point(attrs: AttributeItems) -> bool:
+    for name, _ in attrs:
+        if name == b"charset":
+            return True
+    return _http_equiv(attrs) in PRAGMAS
 
 
 def has_href(rest: bytes) -> bool:

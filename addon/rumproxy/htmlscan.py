@@ -11,10 +11,10 @@ bogus comments `<!…>`, `<?…>`, `</…>` and CDATA up to the first `>`, docty
 tags with double/single/unquoted attribute values (quoted ones may hold `>`
 and `<`), and the raw text of script, style, textarea, title, xmp, iframe,
 noembed, noframes and noscript (as a browser with scripting on reads it) up to
-their end tag, a script's with its escaped states (`<!--<script>…</script>…-->`
-in a script's text does not end it). A `<` not followed by a letter, `/`,
-`!` or `?` is text. A script's text is read only under rule 1a: a `<script`
-decides before it otherwise.
+their end tag, and of plaintext to the end, a script's with its escaped states
+(`<!--<script>…</script>…-->` in a script's text does not end it). A `<` not
+followed by a letter, `/`, `!` or `?` is text. A script's text is read only
+under rule 1a: a `<script` decides before it otherwise.
 
 Placement rules (the product's spec):
 
@@ -43,9 +43,15 @@ Placement rules (the product's spec):
    within those bytes before any charset-declaring meta (a `<script` in the
    head, say) waits for them. The first such meta that begins within them
    moves the point right after itself ("after-meta"), past what came between
-   (Chromium reads a meta that begins there to its end, wherever that is); a
-   `<meta>` Content-Security-Policy or one inside a template before it
-   keeps the decision as it was.
+   (Chromium reads a meta that begins there to its end, wherever that is), and
+   on past it while some browser reads no charset in it (Chromium and the
+   spec's prescan read duplicate attributes, and `charset` after a
+   `content`, differently); a `<meta>` Content-Security-Policy or one inside
+   a template before it keeps the decision as it was, and so does an
+   `<svg`, `<math` or `<frameset` start tag: what follows one is no longer
+   read by the browser's tree as by its prescan and this tokenizer (CDATA
+   sections, and markup in a `<style>` or `<script>`, in inline SVG and
+   MathML), or drops a script (after a frameset).
 2. Before any `<head>`: a `<script` start tag decides "before-script" (right
    before it); a `<body` start tag decides "before-body" (right before it);
    any other start tag that cannot be in a head decides at the current point:
@@ -75,7 +81,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _htmltokens as tok
-from .charset import PRESCAN_BYTES, may_declare_charset, meta_label
+from .charset import PRESCAN_BYTES, declares_charset_to_every_browser, may_declare_charset
 from .headtags import (
     AMP_NAMES,
     BEFORE_HEAD_NEUTRAL,
@@ -110,6 +116,10 @@ _BOM = b"\xef\xbb\xbf"
 _XML_DECLARATION = b"<?xml"  # as Chromium matches it: lower case, at the very start
 _PREFIX = len(_BOM) + len(_XML_DECLARATION)
 _BEFORE_THEM = {b"script": "before-script", b"body": "before-body"}  # before a head: right before them
+# Rule 1a reads no further than these (found by Chromium): a point after a meta past one of them
+# could lie in what the tree reads as a CDATA section or a comment, or in a frameset, which drops
+# the script.
+_TREE_READS_OTHERWISE = frozenset({b"svg", b"math", b"frameset"})
 
 
 class InsertionScanner(tok.Tokenizer):
@@ -259,6 +269,8 @@ class InsertionScanner(tok.Tokenizer):
             return self._settle()  # past the prescan's bytes, however the page arrived
         if end > PRESCAN_BYTES:
             self._prescan_through = end
+        if name in _TREE_READS_OTHERWISE:
+            return self._settle(through=end)
         if name in INERT:
             self._inert += 1
             return False
@@ -268,11 +280,16 @@ class InsertionScanner(tok.Tokenizer):
         if is_policy(attrs):
             self._csp_meta = (start, end)
             return self._settle(through=end)
-        if not may_declare_charset(rest):
+        if not may_declare_charset(attrs):
             return False
         if self._inert:
             return self._settle(through=end)
-        return self._settle(Insertion(end, "after-meta"), end)
+        if declares_charset_to_every_browser(attrs):
+            return self._settle(Insertion(end, "after-meta"), end)
+        # Some browsers read on for another (they read a meta's attributes differently).
+        assert self._pending is not None
+        self._pending = (Insertion(end, "after-meta"), self._pending[1])
+        return False
 
     def _on_start_name(self, name: bytes, offset: int) -> bool:
         if self._pending is not None:
@@ -305,9 +322,9 @@ class InsertionScanner(tok.Tokenizer):
                 self._csp_meta = (start, end)
                 return self._decide(self._current(), end, may_wait=False)
             # A meta that names a charset to Chromium only (duplicate attributes) moves it too.
-            if moves_point(attrs) or may_declare_charset(rest):
+            if moves_point(attrs) or may_declare_charset(attrs):
                 self._advance(end, "after-meta")
-                self._charset_meta_seen = self._charset_meta_seen or bool(meta_label(attrs))
+                self._charset_meta_seen = self._charset_meta_seen or declares_charset_to_every_browser(attrs)
         elif name == b"base":
             if self._charset_outside_markup and has_href(rest):
                 self._held_by_base = True

@@ -11,7 +11,10 @@ meta the browser's prescan then misses: another charset) would change the docume
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,12 +25,13 @@ from hypothesis import strategies as st
 
 from rumproxy.htmlscan import find_insertion_point
 from tests.browser.support import browser_suite
-from tests.htmldocuments import documents, noise
+from tests.htmldocuments import BOM, documents, noise, unusual_documents
 
 pytestmark = browser_suite
 
+NON_ASCII = re.compile(rb"[\x80-\xff]")
 SNIPPET = b"<script data-oracle-snippet>window.__snippetSaw = document.scripts.length</script>"
-ORACLE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # The document as the browser built it: its mode and charset, whether the snippet is there as an
 # element and how many scripts it saw when it ran (itself included), the tree without it, and its
@@ -43,7 +47,7 @@ DOCUMENT = """() => {
   const comments = [];
   const tree = (node) => {
     if (node.nodeType === Node.ELEMENT_NODE) {
-      const kids = node.localName === "template" ? node.content : node;
+      const kids = node instanceof HTMLTemplateElement ? node.content : node;
       kids.normalize();
       return [node.namespaceURI, node.localName, [...node.attributes].map((a) => [a.name, a.value]), children(kids)];
     }
@@ -64,6 +68,7 @@ DOCUMENT = """() => {
     charset: document.characterSet,
     snippets: document.querySelectorAll("script[data-oracle-snippet]").length,
     snippetSaw: window.__snippetSaw ?? null,
+    frameset: document.body !== null && document.body.localName === "frameset",
     tree: built,
     comments: comments,
   };
@@ -130,20 +135,41 @@ def parsed(tab: Any, pages: Pages, body: bytes, content_type: str) -> dict[str, 
 
 def check(tab: Any, pages: Pages, document: bytes, charset_declared: bool) -> None:
     content_type = "text/html; charset=utf-8" if charset_declared else "text/html"
+    if not charset_declared and not document.startswith(BOM):
+        # Chromium guesses the charset of a page that declares none from its bytes, and on a page
+        # of a few bytes the snippet's sway it (`hello` and an é in UTF-8: windows-1252, after any
+        # script windows-1257; pages with sentences of text keep their guess). What a page's
+        # metas declare is compared, so its other bytes are ASCII here, as many as there were.
+        document = NON_ASCII.sub(b"x", document)
     point, _ = find_insertion_point(document, charset_declared=charset_declared)
     instrumented = document[: point.offset] + SNIPPET + document[point.offset :]
     before = parsed(tab, pages, document, content_type)
     after = parsed(tab, pages, instrumented, content_type)
     where = f"{point.placement} at byte {point.offset} of {document!r}"
-    assert after["snippets"] == 1, f"the snippet is no element of the page: {where}"
     assert after["snippetSaw"] is not None, f"the snippet did not run: {where}"
+    # A frameset that takes the body's place takes what the body held with it, a snippet that ran.
+    assert after["snippets"] == 1 or after["frameset"], f"the snippet is no element of the page: {where}"
     if charset_declared:  # else rule 1a may put it after a script, to keep a charset meta readable
         assert after["snippetSaw"] == 1, f"the snippet ran after {after['snippetSaw'] - 1} script(s) of the page: {where}"
     for key in ("mode", "charset", "tree"):
         assert after[key] == before[key], f"the snippet changed the page's {key}: {where}"
     # In order they may not stay: after </body> a comment goes after the body, and a script (the
-    # snippet there) reopens the body for the comments that follow it.
-    assert sorted(after["comments"]) == sorted(before["comments"]), f"the snippet changed the page's comments: {where}"
+    # snippet there) reopens the body for the comments that follow it; a frameset that then takes
+    # the body's place takes those comments with it.
+    if after["frameset"]:
+        assert not Counter(after["comments"]) - Counter(before["comments"]), f"the snippet added comments: {where}"
+    else:
+        assert sorted(after["comments"]) == sorted(before["comments"]), f"the snippet changed the page's comments: {where}"
+
+
+def is_text(document: bytes) -> bool:
+    """Whether a page is UTF-8 text: Chromium guesses the charset of one that is not and declares
+    none (NUL bytes, say), from its content, which a snippet is part of."""
+    try:
+        document.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in document
 
 
 @ORACLE
@@ -163,6 +189,7 @@ def check(tab: Any, pages: Pages, document: bytes, charset_declared: bool) -> No
     False,
 )
 @example(b"</body><?xml version='1.0'?><html><!", True)
+@example(b"hello\xc3\xa9", False)  # a guessed charset (check)
 def test_generated_pages_parse_the_same_with_the_snippet(tab: Any, pages: Pages, document: bytes, charset_declared: bool) -> None:
     check(tab, pages, document, charset_declared)
 
@@ -171,3 +198,19 @@ def test_generated_pages_parse_the_same_with_the_snippet(tab: Any, pages: Pages,
 @given(st.lists(noise, max_size=16).map(b"".join))
 def test_runs_of_markup_parse_the_same_with_the_snippet(tab: Any, pages: Pages, document: bytes) -> None:
     check(tab, pages, document, charset_declared=True)
+
+
+@ORACLE
+@given(unusual_documents, st.booleans())
+# Found here: <plaintext>'s text runs to the end; inline SVG has CDATA sections and markup in its
+# <style> and <script>; a frameset drops the scripts after it.
+@example(b"<plaintext><meta charset=utf-8>x", False)
+@example(b"<svg><![CDATA[<head><meta charset=utf-8>]]></svg>", False)
+@example(b"<svg><style><!--</style><meta charset=utf-8>--></svg>", False)
+@example(b"<head></head><frameset><meta charset=utf-8>", False)
+@example(b"<frameset></frameset><xmp><!--</xmp><meta charset=utf-8>-->", False)
+@example(b'<form><meta charset="utf&#45;8"><frameset><frame src=about:blank></frameset>', False)
+@example(b"<svg></math><template>", False)  # a template element in SVG has no content fragment
+@example(b"</html><html><!--><frameset><frame src=about:blank></frameset>", False)
+def test_unusual_pages_parse_the_same_with_the_snippet(tab: Any, pages: Pages, document: bytes, charset_declared: bool) -> None:
+    check(tab, pages, document, charset_declared or not is_text(document))

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumproxy.charset import Charset, declared_in_header, detect_charset, may_declare_charset
+from rumproxy._htmltokens import attribute_items
+from rumproxy.charset import Charset, declared_in_header, declares_charset_to_every_browser, detect_charset, may_declare_charset
 
 DEFAULT = Charset("cp1252", "windows-1252", "default", b"", True)
 
@@ -57,6 +58,14 @@ def test_header_without_a_charset_falls_through_to_meta(content_type: str | None
         (b'<link href="<meta charset=koi8-r>"><meta charset=euc-kr>', "cp949", "euc-kr"),
         (b"<?xml version='1.0'?><![CDATA[x]]></br ><meta/charset=utf8>", "utf-8", "utf8"),
         (b"<p>\xe9t\xe9 <meta charset=latin1>", "cp1252", "latin1"),
+        # As Chromium reads a meta (checked in Chromium): a charset attribute wins over a content,
+        # and the last of duplicate attributes counts.
+        (b'<meta http-equiv=content-type content="text/html; charset=koi8-r" charset=utf-8>', "utf-8", "utf-8"),
+        (b'<meta content="text/html; charset=koi8-r" charset=utf-8><meta charset=big5>', "utf-8", "utf-8"),
+        (b'<meta content="width=device-width" charset=euc-jp>', "euc_jp", "euc-jp"),
+        (b"<meta charset=koi8-r charset=utf-8>", "utf-8", "utf-8"),
+        (b'<meta content="text/html; charset=koi8-r" content="text/html; charset=euc-jp" http-equiv=content-type>', "euc_jp", "euc-jp"),
+        (b'<meta http-equiv=x-ua-compatible content="text/html; charset=koi8-r" http-equiv=content-type>', "koi8-r", "koi8-r"),
     ],
 )
 def test_meta_prescan(body: bytes, codec: str, label: str) -> None:
@@ -75,8 +84,9 @@ def test_meta_prescan(body: bytes, codec: str, label: str) -> None:
         b"<meta charset=''>",
         b"<metax charset=utf-8>",
         b"x" * 1020 + b"<meta charset=utf-8>",
+        b"<meta charset='' http-equiv=content-type content='text/html; charset=koi8-r'>",
     ],
-    ids=["empty", "text", "comment", "open comment", "open tag", "not a pragma", "empty label", "other tag", "past 1024"],
+    ids=["empty", "text", "comment", "open comment", "open tag", "not a pragma", "empty label", "other tag", "past 1024", "empty label first"],
 )
 def test_default(body: bytes) -> None:
     assert detect_charset(None, body) == DEFAULT
@@ -159,7 +169,31 @@ def test_declared_in_header(content_type, declared):
         (b' http-equiv=content-type content="text/html">', False),
         (b' charset="">', False),
         (b' name=description content="charset=utf-8">', False),
+        (b' http-equiv=refresh content="0; charset=koi8-r">', False),
     ],
 )
 def test_a_meta_that_may_declare_a_charset_to_some_browser(attributes: bytes, declares: bool) -> None:
-    assert may_declare_charset(attributes) is declares
+    assert may_declare_charset(attribute_items(attributes)) is declares
+
+
+@pytest.mark.parametrize(
+    ("attributes", "to_every_browser", "to_some"),
+    [
+        (b" charset=utf-8>", True, True),
+        (b' http-equiv=content-type content="text/html; charset=utf-8">', True, True),
+        (b' charset=utf-8 content="text/html; charset=koi8-r">', True, True),
+        (b' content="width=device-width" charset=utf-8>', True, True),
+        # The spec's prescan takes the first of charset and a content naming one, Chromium the charset.
+        (b' content="text/html; charset=koi8-r" charset=utf-8>', False, True),
+        (b' http-equiv=refresh content="0; charset=koi8-r" charset=utf-8>', False, True),
+        # The spec's prescan reads the first of duplicate attributes, Chromium the last.
+        (b' http-equiv=x-ua-compatible content="text/html; charset=utf-8" http-equiv=content-type>', False, True),
+        (b' content="width=1" content="text/html; charset=utf-8" http-equiv=content-type>', False, True),
+        (b' charset="" charset=utf-8>', False, True),
+        (b' http-equiv=content-type content="text/html">', False, False),
+    ],
+)
+def test_which_browsers_take_a_charset_from_a_meta(attributes: bytes, to_every_browser: bool, to_some: bool) -> None:
+    items = attribute_items(attributes)
+    assert declares_charset_to_every_browser(items) is to_every_browser
+    assert may_declare_charset(items) is to_some

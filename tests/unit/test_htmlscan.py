@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 
 import pytest
@@ -13,7 +14,7 @@ from tests.htmldocuments import BOM, Frag, documents, noise
 
 PRESCAN = 1024  # the bytes a browser's charset prescan reads
 SNIPPET = b'<script src="/rum.js"></script>'
-PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=int(os.environ.get("SCAN_EXAMPLES", 400)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the placement rules, applied to generated documents ----------------------------------------
@@ -21,6 +22,7 @@ PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 HEAD_CONTENT = {b"meta", b"title", b"link", b"style", b"base", b"script", b"noscript", b"template", b"bgsound", b"basefont"}
 NEUTRAL = (HEAD_CONTENT - {b"script"}) | {b"html", b"head"}
 INERT = {b"template"}  # noscript is raw text
+TREE_READS_OTHERWISE = {b"svg", b"math", b"frameset"}  # rule 1a reads no further
 
 
 def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tuple[Insertion, bool]:
@@ -40,10 +42,14 @@ def model(bom: bytes, frags: list[Frag], charset_declared: bool = False) -> tupl
         waiting_inert, at = inert, start
         for frag in frags[index:]:
             end = at + len(frag.data)
+            if frag.kind == "start" and frag.name in TREE_READS_OTHERWISE:
+                break
             if frag.may_declare:
                 if at >= PRESCAN or waiting_inert:
                     break
-                return Insertion(end, "after-meta"), amp
+                insertion = Insertion(end, "after-meta")
+                if frag.declares:
+                    return insertion, amp
             if frag.kind == "start" and frag.name in INERT:
                 waiting_inert += 1
             elif frag.kind == "end" and frag.name in INERT and waiting_inert:
@@ -322,6 +328,16 @@ PRESCAN_CASES = [
     ("<!--> escapes nothing", "<html><head>{d}<script><!--><script></script><meta charset=utf-8>{u}", "after-head", "after-meta"),
     ("upper case", "<html><head>{d}{u}<SCRIPT><!--<SCRIPT></SCRIPT ><meta charset=utf-8>--></SCRIPT/><p>", "after-head", "after-head"),
     ("a pragma to Chromium", "<html><head>{d}<script>a()</script><meta http-equiv=x-ua-compatible content='text/html; charset=utf-8' http-equiv=content-type>{u}<p>", "after-head", "after-meta"),
+    # A content naming a charset before the charset attribute, without a pragma: Chromium takes the
+    # charset, the spec's prescan neither, and reads on.
+    ("a meta only Chromium reads", "<html><head>{d}<script>a()</script><meta content='text/html; charset=koi8-r' charset=utf-8><meta charset=utf-8>{u}", "after-head", "after-meta"),
+    # What follows inline SVG or MathML, or a frameset, the tree reads otherwise (found by Chromium).
+    ("a CDATA section in SVG", "<html><head>{d}{u}<script>a()</script><svg><![CDATA[<head><meta charset=utf-8>]]></svg>", "after-head", "after-head"),
+    ("markup in SVG's style", "<html><head>{d}{u}<script>a()</script><svg><style><!--</style><meta charset=utf-8>--></svg>", "after-head", "after-head"),
+    ("in MathML", "<!doctype html>{d}{u}<math><![CDATA[x]]><meta charset=utf-8></math>", "after-doctype", "after-doctype"),
+    ("after a frameset", "<html><head>{d}{u}<script>a()</script></head><frameset><meta charset=utf-8></frameset>", "after-head", "after-head"),
+    ("in plaintext", "<html>{d}{u}<plaintext><meta charset=utf-8>", "after-html", "after-html"),
+    ("plaintext in the head", "<html><head><meta charset=utf-8>{d}{u}<plaintext></head><script>", "after-meta", "after-meta"),
     ("a meta policy first", "<html><head>{d}{u}<script>a()</script><meta http-equiv=Content-Security-Policy content=x><meta charset=utf-8>", "after-head", "after-head"),
     ("no charset meta", "<html><head>{d}{u}<script>a()</script><meta http-equiv=X-UA-Compatible content=IE=edge><p>", "after-head", "after-head"),
     ("the charset first", "<html><head><meta charset=utf-8>{d}{u}<script>a()</script><meta charset=latin1>", "after-meta", "after-meta"),
