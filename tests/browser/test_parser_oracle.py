@@ -1,6 +1,8 @@
 """The insertion point against Chromium's own HTML parser: a generated document with a script put
 where the scanner says parses, in a real Chromium with scripting on, into the document it was
-without it, plus that one script element, which runs before any script of the page.
+without it, plus that one script element, which runs before any script of the page and, where the
+charset comes from outside the markup, loads its script from the page's origin whatever `<base>`
+the page has.
 
 The scanner's own tests check it against a model of the placement rules that shares its reading of
 HTML; here the browser is the judge. A point inside what the browser reads as a comment, an
@@ -30,7 +32,14 @@ from tests.htmldocuments import BOM, documents, noise, unusual_documents
 pytestmark = browser_suite
 
 NON_ASCII = re.compile(rb"[\x80-\xff]")
-SNIPPET = b"<script data-oracle-snippet>window.__snippetSaw = document.scripts.length</script>"
+SNIPPET_SCRIPT = b"window.__snippetSaw = document.scripts.length"
+SNIPPET = b"<script data-oracle-snippet>" + SNIPPET_SCRIPT + b"</script>"
+# Where the charset comes from outside the markup, the snippet loads its script by a path, as the
+# agent's bootstrap does (`/__rum/…`): a `<base href>` to another origin before it would send that
+# request elsewhere, and the snippet would not run. (Where only a meta names the charset, the
+# snippet goes after that meta even past a `<base>`: README.)
+SNIPPET_PATH = "/oracle/snippet.js"
+EXTERNAL_SNIPPET = b'<script data-oracle-snippet src="' + SNIPPET_PATH.encode() + b'"></script>'
 ORACLE = settings(max_examples=int(os.environ.get("ORACLE_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # The document as the browser built it: its mode and charset, whether the snippet is there as an
@@ -114,6 +123,7 @@ def browser_args() -> list[str]:
 @pytest.fixture(scope="module")
 def pages() -> Iterator[Pages]:
     served = Pages()
+    served.bodies[SNIPPET_PATH] = (SNIPPET_SCRIPT, "text/javascript")
     served.thread.start()
     yield served
     served.server.shutdown()
@@ -142,7 +152,8 @@ def check(tab: Any, pages: Pages, document: bytes, charset_declared: bool) -> No
         # metas declare is compared, so its other bytes are ASCII here, as many as there were.
         document = NON_ASCII.sub(b"x", document)
     point, _ = find_insertion_point(document, charset_declared=charset_declared)
-    instrumented = document[: point.offset] + SNIPPET + document[point.offset :]
+    snippet = EXTERNAL_SNIPPET if charset_declared or document.startswith(BOM) else SNIPPET
+    instrumented = document[: point.offset] + snippet + document[point.offset :]
     before = parsed(tab, pages, document, content_type)
     after = parsed(tab, pages, instrumented, content_type)
     where = f"{point.placement} at byte {point.offset} of {document!r}"
