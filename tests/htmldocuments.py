@@ -254,7 +254,11 @@ unusual_element = st.sampled_from(
      b"<listing>\n", b"<nobr>", b"<ruby><rt>", b"<keygen>", b"<isindex>", b"<iframe><meta charset=utf-8></iframe>",
      b"<textarea><meta charset=utf-8></textarea>", b"<xmp></xmp>", b"</p>", b"</br>", b"<head>", b"</html>", b"<html lang=x>",
      b"<body onload=''>", b"<caption>", b"<colgroup>", b"<frame>", b"<template><meta charset=utf-8><script>//</script></template>",
-     b"<script type=module>//</script>", b"<script type=text/template><meta charset=utf-8></script>", b"<style>a{}</style>"]
+     b"<script type=module>//</script>", b"<script type=text/template><meta charset=utf-8></script>", b"<style>a{}</style>",
+     # Which <base> counts: the first with an href, in the HTML namespace, not in a template.
+     b'<template><base href="https://elsewhere.example/"></template>', b'<svg><base href="https://elsewhere.example/"/></svg>',
+     b'<noscript><base href="https://elsewhere.example/"></noscript>', b'<base HREF="//elsewhere.example/" href=/>',
+     b"<base href>", b'<base target=_top><base href="https://elsewhere.example/">', b'<base href="  https://elsewhere.example/ ">']
 )
 references = st.sampled_from(
     [b"&amp;", b"&#0;", b"\x00", b"\r", b"\r\n", b"&lt;meta charset=utf-8&gt;", b"&", b"&#x3C;head>", b"\xef\xbb\xbf", b"\xff"]
