@@ -25,8 +25,8 @@ class Frag:
     amp: bool = False
     base_href: bool = False  # a <base> with an href attribute
     declares: bool = False  # a meta that names the charset to every browser's prescan (it stops there)
-    # One that names it to some browser: the prescan's reading or Chromium's, which reads every
-    # duplicate attribute (an http-equiv=content-type after another http-equiv is a pragma to it).
+    # One that names it to some browser: the prescan's reading or Chromium's, which takes the last
+    # of duplicate attributes, a charset over a content, and a pragma from any http-equiv.
     may_declare: bool = False
 
 

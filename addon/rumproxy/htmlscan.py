@@ -21,7 +21,8 @@ Placement rules (the product's spec):
 1. After a `<head …>` start tag the point is right after it ("after-head").
    In the head, each `<meta>` with a `charset` attribute, or with http-equiv
    Content-Type or X-UA-Compatible (any case), or one that names a charset
-   to Chromium, which reads every duplicate attribute, moves the point right
+   to some browser (Chromium reads duplicate attributes otherwise than the
+   spec's prescan: charset.may_declare_charset), moves the point right
    after itself ("after-meta"). The head scan decides at the first `<script` (the
    point stays before it: never after a page script), at `</head>`, at
    `<body`, or at any start tag that cannot be in a head (anything but meta,
@@ -321,7 +322,7 @@ class InsertionScanner(tok.Tokenizer):
                 # Scripts before a meta policy are not subject to it: stop right before it.
                 self._csp_meta = (start, end)
                 return self._decide(self._current(), end, may_wait=False)
-            # A meta that names a charset to Chromium only (duplicate attributes) moves it too.
+            # A meta that names a charset to one browser only (duplicate attributes) moves it too.
             if moves_point(attrs) or may_declare_charset(attrs):
                 self._advance(end, "after-meta")
                 self._charset_meta_seen = self._charset_meta_seen or declares_charset_to_every_browser(attrs)
