@@ -45,10 +45,15 @@ COMMENT_END = re.compile(rb"--!?>")
 COMMENT_END_KEEP = 3
 
 
-def attribute_items(rest: bytes | bytearray) -> list[tuple[bytes, bytes]]:
+# A tag's attributes in order, duplicates included: the tree reads the first of duplicates, the
+# charset prescans read them otherwise (charset).
+AttributeItems = list[tuple[bytes, bytes]]
+
+
+def attribute_items(rest: bytes | bytearray) -> AttributeItems:
     """Attributes of a complete tag, given the bytes after its name (TAG_REST matched), in order,
     duplicates included. Names are ASCII-lowercased, values unquoted."""
-    items = []
+    items: AttributeItems = []
     pos = 0
     while (m := _ATTR_AT.match(rest, pos)) is not None:
         value = m.group(2)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import codecs
 import functools
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import _htmltokens as tok
@@ -183,15 +182,12 @@ def _prescan(data: bytes) -> str:
     return ""
 
 
-AttributeItems = Sequence[tuple[bytes, bytes]]  # a tag's attributes in order, duplicates included
-
-
-def meta_label(items: AttributeItems) -> str:
+def meta_label(items: tok.AttributeItems) -> str:
     """The charset label a <meta> with these attributes declares, as Chromium reads it, "" if none."""
     return _chromium_label(items)
 
 
-def declares_charset_to_every_browser(items: AttributeItems) -> bool:
+def declares_charset_to_every_browser(items: tok.AttributeItems) -> bool:
     """Whether the prescan of every browser takes a charset from this <meta> and stops there."""
     if len(items) == 1:  # `<meta charset=…>`: the readings differ only in what comes with it
         name, value = items[0]
@@ -199,13 +195,13 @@ def declares_charset_to_every_browser(items: AttributeItems) -> bool:
     return bool(_chromium_label(items)) and bool(_spec_label(items))
 
 
-def may_declare_charset(items: AttributeItems) -> bool:
+def may_declare_charset(items: tok.AttributeItems) -> bool:
     """Whether some browser takes a charset from this <meta>: the spec's prescan (Firefox) or
     Chromium, which read it differently (_spec_label, _chromium_label)."""
     return bool(_chromium_label(items)) or bool(_spec_label(items))
 
 
-def _spec_label(items: AttributeItems) -> str:
+def _spec_label(items: tok.AttributeItems) -> str:
     """The prescan's reading: the first of duplicate attributes counts; whichever of `charset` and
     a `content` naming a charset comes first decides, the content only with http-equiv
     Content-Type (`<meta content="text/html; charset=koi8-r" charset=utf-8>` declares nothing)."""
@@ -226,7 +222,7 @@ def _spec_label(items: AttributeItems) -> str:
     return label if pragma or not from_content else ""
 
 
-def _chromium_label(items: AttributeItems) -> str:
+def _chromium_label(items: tok.AttributeItems) -> str:
     """Chromium's reading (checked in Chromium): the last of duplicate attributes counts, a
     `charset` attribute wins over any `content`, and any http-equiv Content-Type makes a pragma."""
     last = dict(items)

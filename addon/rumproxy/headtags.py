@@ -25,12 +25,7 @@ def may_be_amp(rest: bytes) -> bool:
     return b"amp" in rest.lower() or BOLT in rest
 
 
-# A tag's attributes in order, duplicates included: the tree reads the first of duplicates, the
-# charset prescans read them otherwise (charset).
-AttributeItems = list[tuple[bytes, bytes]]
-
-
-def meta_attributes(rest: bytes) -> AttributeItems | None:
+def meta_attributes(rest: bytes) -> tok.AttributeItems | None:
     """A meta's attributes; None, without parsing them, for one with neither attribute that matters."""
     lowered = rest.lower()
     if b"charset" not in lowered and b"http-equiv" not in lowered:
@@ -38,7 +33,7 @@ def meta_attributes(rest: bytes) -> AttributeItems | None:
     return tok.attribute_items(rest)
 
 
-def _http_equiv(attrs: AttributeItems) -> bytes:
+def _http_equiv(attrs: tok.AttributeItems) -> bytes:
     """The first http-equiv, normalized."""
     for name, value in attrs:
         if name == b"http-equiv":
@@ -46,11 +41,11 @@ def _http_equiv(attrs: AttributeItems) -> bytes:
     return b""
 
 
-def is_policy(attrs: AttributeItems) -> bool:
+def is_policy(attrs: tok.AttributeItems) -> bool:
     return _http_equiv(attrs) == CSP_PRAGMA
 
 
-def moves_point(attrs: AttributeItems) -> bool:
+def moves_point(attrs: tok.AttributeItems) -> bool:
     for name, _ in attrs:
         if name == b"charset":
             return True
