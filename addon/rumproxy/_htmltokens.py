@@ -44,6 +44,22 @@ _ATTR_AT = re.compile(rb"[" + _WS + rb"/]*+" + _ATTR)
 COMMENT_END = re.compile(rb"--!?>")
 COMMENT_END_KEEP = 3
 
+# In HTML every `<!…>` and `<?…>` but a comment ends at the first ">" (GT); in XML each has its own
+# end, and a doctype may hold an internal subset in brackets (`<!ENTITY …>` in there).
+_XML_COMMENT_END = re.compile(rb"-->")
+_XML_CDATA_END = re.compile(rb"]]>")
+_XML_INSTRUCTION_END = re.compile(rb"\?>")
+_XML_DOCTYPE_END = re.compile(rb"[\[>]")
+# A doctype's internal subset, from its "[" through the doctype's ">": "]" and ">" in quoted
+# entity values and in comments are part of it.
+_XML_SUBSET = re.compile(
+    rb"\[(?:[^\]\"'<]++|\"[^\"]*+\"|'[^']*+'|<!--(?:[^-]++|-(?!->))*+-->|<(?!!--))*+][" + _WS + rb"]*+>"
+)
+_XML_OPENINGS = (b"<!--", b"<![CDATA[", b"<!DOCTYPE")
+# How much of an end may be cut off at the buffer's end ("]]" of "]]>", "?" of "?>").
+_PARTIAL_END = {_XML_CDATA_END: 2, _XML_INSTRUCTION_END: 1}
+_OPENING_LENGTH = 9  # of the longest opening
+
 
 # A tag's attributes in order, duplicates included: the tree reads the first of duplicates, the
 # charset prescans read them otherwise (charset).
@@ -110,9 +126,24 @@ _STOP = -2  # a token handler's answer: a hook asked to stop
 
 class Tokenizer:
     """Walks the bytes fed so far, keeps only the unfinished tail, and reports
-    tags to the hooks below (a subclass overrides them). Offsets are absolute."""
+    tags to the hooks below (a subclass overrides them). Offsets are absolute.
 
-    def __init__(self) -> None:
+    `xml`: the bytes are read as an XML parser reads them (a page served as
+    application/xhtml+xml): no element's content is raw text (`<title/>` and
+    `<script src="…"/>` are whole elements), a comment ends at `-->` only, a
+    CDATA section at `]]>`, a processing instruction at `?>`, and a doctype
+    after its internal subset."""
+
+    # Slots: a scanner is made for every page, and its many fields outgrow the instance dicts
+    # that attribute reads are fastest on.
+    __slots__ = (
+        "_xml", "_comment_end", "_buf", "_base", "_pos", "_state", "_raw_end", "_raw_keep", "_script_state",
+        "_doctype", "_instruction_start", "_bogus_end", "_wait_for", "_wait_from",
+    )  # fmt: skip
+
+    def __init__(self, *, xml: bool = False) -> None:
+        self._xml = xml
+        self._comment_end = _XML_COMMENT_END if xml else COMMENT_END
         # _buf[0] is at document offset _base; scanning resumes at _buf[_pos].
         self._buf = bytearray()
         self._base = 0
@@ -123,6 +154,7 @@ class Tokenizer:
         self._script_state = _SCRIPT_PLAIN
         self._doctype = False
         self._instruction_start: int | None = None  # of the `<?…>` being read
+        self._bogus_end: re.Pattern[bytes] = GT  # what ends the `<!…>` or `<?…>` being read
         # A pending tag is re-examined only once a byte that could complete it
         # has arrived, so a huge tag fed in tiny chunks stays linear.
         self._wait_for: re.Pattern[bytes] | None = None
@@ -201,6 +233,7 @@ class Tokenizer:
                     step = self._markup_declaration(buf, lt)
                 elif after == _QUESTION:
                     self._state, self._doctype, self._instruction_start = _BOGUS, False, self._base + lt
+                    self._bogus_end = _XML_INSTRUCTION_END if self._xml else GT
                     step = lt + 2
                 else:
                     step = self._start_tag(buf, lt)
@@ -211,22 +244,27 @@ class Tokenizer:
                     break
                 pos = step
             elif state == _COMMENT:
-                m = COMMENT_END.search(buf, pos)
+                m = self._comment_end.search(buf, pos)
                 if m is None:
                     pos = max(pos, n - COMMENT_END_KEEP)
                     break
                 pos, self._state = m.end(), _DATA
             elif state == _BOGUS:
-                gt = buf.find(b">", pos)
-                if gt < 0:
-                    pos = n
-                    break
+                if self._bogus_end is GT:
+                    end = buf.find(b">", pos) + 1
+                    if not end:
+                        pos = n
+                        break
+                else:
+                    end, pos = self._xml_bogus_end(buf, pos)
+                    if end < 0:
+                        break
                 if self._doctype:
-                    self._on_doctype(self._base + gt + 1)
+                    self._on_doctype(self._base + end)
                 elif self._instruction_start is not None:
-                    self._on_processing_instruction(self._instruction_start, self._base + gt + 1)
+                    self._on_processing_instruction(self._instruction_start, self._base + end)
                     self._instruction_start = None
-                pos, self._state = gt + 1, _DATA
+                pos, self._state = end, _DATA
             else:
                 if state == _SCRIPT:
                     m, keep = _SCRIPT_STATES[self._script_state].search(buf, pos), _SCRIPT_KEEP
@@ -248,6 +286,23 @@ class Tokenizer:
                 pos, self._state = rest.end(), _DATA
         self._pos = pos
         return False
+
+    def _xml_bogus_end(self, buf: bytearray, pos: int) -> tuple[int, int]:
+        """(end, pos): where the XML `<!…>` or `<?…>` being read ends, and where reading stands (at
+        its internal subset's "[" once one began). While its end is not in the buffer, end is -1
+        and pos where reading resumes."""
+        if self._bogus_end is not _XML_SUBSET:
+            m = self._bogus_end.search(buf, pos)
+            if m is None:
+                return -1, max(pos, len(buf) - _PARTIAL_END.get(self._bogus_end, 0))
+            if m.group() != b"[":
+                return m.end(), pos
+            self._bogus_end, pos = _XML_SUBSET, m.start()
+        m = _XML_SUBSET.match(buf, pos)
+        if m is None:
+            self._wait(GT)  # read again from its "[" once a ">" that may end it comes
+            return -1, pos
+        return m.end(), pos
 
     def _script_text(self, m: re.Match[bytes]) -> int | None:
         """A token of a script's text moves it between its escaped states: where reading goes on,
@@ -290,7 +345,7 @@ class Tokenizer:
         """A start tag read whole, from `lt` ("<") to `end` (after ">"): the hook, then its raw text."""
         if self._on_start_tag(name, rest, self._base + lt, self._base + end):
             return _STOP
-        if name in RAW_TEXT:
+        if name in RAW_TEXT and not self._xml:
             if name == b"script":
                 self._state, self._script_state = _SCRIPT, _SCRIPT_PLAIN
             else:
@@ -306,7 +361,7 @@ class Tokenizer:
         if name_match is None:
             if buf[lt + 2] == _GT:
                 return lt + 3  # "</>" is dropped
-            self._state, self._doctype = _BOGUS, False
+            self._state, self._doctype, self._bogus_end = _BOGUS, False, GT
             return lt + 2
         if name_match.end() == len(buf):
             return self._wait(NAME_END)
@@ -320,6 +375,8 @@ class Tokenizer:
         return rest.end()
 
     def _markup_declaration(self, buf: bytearray, lt: int) -> int:
+        if self._xml:
+            return self._xml_markup_declaration(buf, lt)
         n = len(buf)
         dashes = buf[lt + 2 : lt + 4]
         if dashes == b"--":
@@ -341,4 +398,18 @@ class Tokenizer:
             return _WAIT
         # Doctypes, CDATA, `<![if !IE]>` and other `<!…>` all end at the first ">".
         self._state, self._doctype = _BOGUS, word == b"<!doctype"
+        return lt + 2
+
+    def _xml_markup_declaration(self, buf: bytearray, lt: int) -> int:
+        opening = bytes(buf[lt : lt + _OPENING_LENGTH])
+        if opening.startswith(b"<!--"):
+            self._state = _COMMENT  # `<!-->` opens one as well: its text starts with ">"
+            return lt + 4
+        if len(opening) < _OPENING_LENGTH and any(known.startswith(opening) for known in _XML_OPENINGS):
+            return _WAIT
+        self._state, self._doctype = _BOGUS, opening == b"<!DOCTYPE"
+        if opening == b"<![CDATA[":
+            self._bogus_end = _XML_CDATA_END
+            return lt + len(opening)
+        self._bogus_end = _XML_DOCTYPE_END if self._doctype else GT
         return lt + 2

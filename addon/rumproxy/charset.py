@@ -3,7 +3,9 @@
 Order, as in browsers: a byte order mark (UTF-8, UTF-16 LE/BE) wins; then the
 `charset=` parameter of the Content-Type header; then a meta prescan of the
 first 1024 bytes (`<meta charset>` or `<meta http-equiv=Content-Type
-content="…charset=…">`, comments skipped); else windows-1252. The first
+content="…charset=…">`, comments skipped); else windows-1252. A page read as
+XML (`read_as_xml`) takes the `encoding` of its XML declaration instead of a
+meta's, else UTF-8. The first
 declaration found wins even when its label is unknown (codec None): a page
 whose charset cannot be named is better left alone than guessed.
 
@@ -29,6 +31,7 @@ __all__ = [
     "detect_charset",
     "may_declare_charset",
     "meta_label",
+    "read_as_xml",
 ]
 
 
@@ -36,7 +39,7 @@ __all__ = [
 class Charset:
     codec: str | None  # Python codec name, None if the label is unknown
     label: str  # the label as found (lowercased, stripped)
-    source: str  # "bom" | "header" | "meta" | "default"
+    source: str  # "bom" | "header" | "meta" | "xml-declaration" | "default"
     bom: bytes  # the BOM bytes at the start of the body, b"" if none
     ascii_compatible: bool  # tag syntax and an ASCII snippet are the same bytes in it
 
@@ -90,7 +93,7 @@ _QUIRKS: dict[str, str | None] = {
     **_labels(None, "replacement", "iso-2022-kr", "csiso2022kr", "iso-2022-cn", "iso-2022-cn-ext", "hz-gb-2312"),
     **_labels(None, "x-user-defined"),
 }
-# A meta that could be read as ASCII cannot be in UTF-16, so browsers take UTF-8.
+# A meta (or an XML declaration) that could be read as ASCII cannot be in UTF-16, so browsers take UTF-8.
 _META_UTF16 = frozenset({"utf-16-le", "utf-16-be"})
 # Python codecs that are not page charsets, though lookup() knows them.
 _NOT_CHARSETS = frozenset(
@@ -110,6 +113,13 @@ _META_CONTENT_CHARSET = re.compile(
 )
 
 
+# XML's EncodingDecl, in the declaration that opens the page.
+_XML_ENCODING = re.compile(
+    rb"<\?xml[\t\n\r ]+version[\t\n\r ]*=[\t\n\r ]*(?:\"[^\"]*\"|'[^']*')"
+    rb"[\t\n\r ]+encoding[\t\n\r ]*=[\t\n\r ]*[\"']([A-Za-z][A-Za-z0-9._-]*)[\"']"
+)
+
+
 def detect_charset(content_type: str | None, body_prefix: bytes) -> Charset:
     for bom, label, codec in _BOMS:
         if body_prefix.startswith(bom):
@@ -118,6 +128,11 @@ def detect_charset(content_type: str | None, body_prefix: bytes) -> Charset:
         label = _header_label(content_type)
         if label:
             return _charset(label, "header")
+    if read_as_xml(content_type):
+        m = _XML_ENCODING.match(body_prefix)
+        if m is not None:
+            return _charset(_normalize(m.group(1)), "xml-declaration")
+        return Charset("utf-8", "utf-8", "default", b"", True)
     label = _prescan(bytes(body_prefix[:PRESCAN_BYTES]))
     if label:
         return _charset(label, "meta")
@@ -130,9 +145,19 @@ def declared_in_header(content_type: str | None) -> bool:
     return bool(content_type) and bool(_header_label(content_type))
 
 
+XHTML_TYPES = ("application/xhtml+xml",)
+
+
+@functools.lru_cache(maxsize=256)
+def read_as_xml(content_type: str | None) -> bool:
+    """Whether a browser parses a page of this Content-Type as XML, which takes no charset from
+    a meta (only from a BOM, the Content-Type or the XML declaration) and has no raw text."""
+    return bool(content_type) and content_type.split(";", 1)[0].strip().lower() in XHTML_TYPES
+
+
 def _charset(label: str, source: str) -> Charset:
     codec = _codec(label)
-    if source == "meta" and codec in _META_UTF16:
+    if source != "header" and codec in _META_UTF16:
         codec = "utf-8"
     return Charset(codec, label, source, b"", codec is not None and _ascii_compatible(codec))
 

@@ -4,13 +4,13 @@ judged from headers alone (the body checks live with the rewriters)."""
 from __future__ import annotations
 
 from rumproxy import codecs
+from rumproxy.charset import XHTML_TYPES
 from rumproxy.headerview import HeaderView
 from rumproxy.rules import Rule
 
 MARKER_HEADER = "x-rum-injected"
 MARKER_HEADER_KEY = MARKER_HEADER.encode()
 HTML_TYPES = ("text/html",)
-XHTML_TYPES = ("application/xhtml+xml",)
 NAVIGATION_DESTINATIONS = ("document", "iframe", "frame")
 NO_BODY_STATUSES = (204, 206, 304)
 

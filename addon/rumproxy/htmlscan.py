@@ -69,6 +69,15 @@ Placement rules (the product's spec):
    attribute values never count. Nothing inside `<template>` moves the point,
    and a script or body there decides at the point before it: a snippet in
    there would never run.
+5. A page the browser parses as XML (`xml`: application/xhtml+xml) is
+   tokenized as XML (_htmltokens.Tokenizer) and takes its charset from no
+   meta, so rule 1a never waits and a `<base href>` holds the point as where
+   the charset is declared outside the markup. Its first element is its root,
+   whatever its name, and counts as `<html>`: every point is inside it, or the
+   page would not be well-formed. Only a meta that is an empty element
+   (`<meta …/>`) moves the point: there it only keeps the head's order (no
+   meta names the charset, and X-UA-Compatible is Internet Explorer's), and
+   the point must not go inside one. An empty `<template/>` holds nothing.
 
 Decisions are taken as early as the rules allow, i.e. as soon as the name of
 the deciding tag is complete (or, under rule 1a, the first 1,024 bytes are),
@@ -127,11 +136,18 @@ class InsertionScanner(tok.Tokenizer):
     """Incremental. feed() chunks split anywhere (even inside a tag, a comment, a quoted attribute,
     a multi-byte char); returns the Insertion as soon as it is known, else None."""
 
-    def __init__(self, limit: int = 64 * 1024, *, charset_declared: bool = False) -> None:
+    __slots__ = (
+        "_charset_declared", "_held_by_base", "_charset_meta_seen", "_pending", "_prescan_through",
+        "_lt_ends_prescan", "_limit", "_consumed", "_prefix", "_in_head", "_seen_html", "_seen_doctype", "_inert",
+        "_point", "_amp", "_csp_meta", "_decided", "_decided_through", "_exhausted",
+    )  # fmt: skip
+
+    def __init__(self, limit: int = 64 * 1024, *, charset_declared: bool = False, xml: bool = False) -> None:
         if limit < 1:
             raise ValueError(f"limit must be positive, not {limit}")
-        super().__init__()
-        self._charset_declared = charset_declared  # in the Content-Type (charset.declared_in_header)
+        super().__init__(xml=xml)
+        # In the Content-Type (charset.declared_in_header); an XML parser reads no meta's charset.
+        self._charset_declared = charset_declared or xml
         self._held_by_base = False  # a <base href> came, and no meta decides the page's charset
         self._charset_meta_seen = False  # a meta that declares the charset moved the point
         # A decision taken in the prescan's bytes before any charset meta: (insertion, through).
@@ -300,7 +316,7 @@ class InsertionScanner(tok.Tokenizer):
         if self._in_head:
             if name == b"script" or name not in HEAD_CONTENT:
                 return self._decide(self._current(), through)
-        elif name not in BEFORE_HEAD_NEUTRAL:
+        elif name not in BEFORE_HEAD_NEUTRAL and not (self._xml and not self._seen_html):
             # A script or body inside a template never runs: stay before it.
             if name in _BEFORE_THEM and not self._inert and not self._held_by_base:
                 return self._decide(Insertion(offset, _BEFORE_THEM[name]), through)
@@ -311,7 +327,8 @@ class InsertionScanner(tok.Tokenizer):
         if self._pending is not None:
             return self._while_waiting(name, rest, start, end)
         if name in INERT:
-            self._inert += 1
+            if not (self._xml and _is_empty_element(rest)):
+                self._inert += 1
         elif self._inert:
             pass  # a point in there would put the snippet where it never runs
         elif name == b"meta":
@@ -323,22 +340,31 @@ class InsertionScanner(tok.Tokenizer):
                 self._csp_meta = (start, end)
                 return self._decide(self._current(), end, may_wait=False)
             # A meta that names a charset to one browser only (duplicate attributes) moves it too.
-            if moves_point(attrs) or may_declare_charset(attrs):
+            # In XML a meta names no charset and X-UA-Compatible is for Internet Explorer: only an
+            # empty element moves the point, which must not go inside one.
+            if (moves_point(attrs) or may_declare_charset(attrs)) and not (self._xml and not _is_empty_element(rest)):
                 self._advance(end, "after-meta")
                 self._charset_meta_seen = self._charset_meta_seen or declares_charset_to_every_browser(attrs)
         elif name == b"base":
             if self._charset_outside_markup and has_href(rest):
                 self._held_by_base = True
         elif name == b"html":
-            if not self._amp and may_be_amp(rest) and not AMP_NAMES.isdisjoint(tok.attributes(rest)):
-                self._amp = True
-            if not self._seen_html:
-                self._seen_html = True
-                self._advance(end, "after-html")
+            self._on_html(rest, end)
         elif name == b"head":
             self._in_head = True
             self._advance(end, "after-head")
+        elif self._xml and not self._seen_html:
+            # An XML document's root, whatever its name (`<h:html xmlns:h=…>`): the point stays
+            # inside it, or the page would be no well-formed XML.
+            self._on_html(rest, end)
         return False
+
+    def _on_html(self, rest: bytes, end: int) -> None:
+        if not self._amp and may_be_amp(rest) and not AMP_NAMES.isdisjoint(tok.attributes(rest)):
+            self._amp = True
+        if not self._seen_html:
+            self._seen_html = True
+            self._advance(end, "after-html")
 
     def _on_end_name(self, name: bytes, offset: int) -> bool:
         if name != b"head" or not self._in_head or self._pending is not None:
@@ -361,10 +387,15 @@ class InsertionScanner(tok.Tokenizer):
             self._advance(end, "after-doctype")
 
 
+def _is_empty_element(rest: bytes) -> bool:
+    """Whether a start tag (the bytes after its name) is XML's empty-element tag, `<…/>`."""
+    return rest.endswith(b"/>")
+
+
 def find_insertion_point(
-    document: bytes, limit: int | None = None, *, charset_declared: bool = False
+    document: bytes, limit: int | None = None, *, charset_declared: bool = False, xml: bool = False
 ) -> tuple[Insertion, PageFacts]:
     """Whole-document convenience (None = no limit): feed everything, then finish()."""
-    scanner = InsertionScanner(len(document) + 1 if limit is None else limit, charset_declared=charset_declared)
+    scanner = InsertionScanner(len(document) + 1 if limit is None else limit, charset_declared=charset_declared, xml=xml)
     scanner.feed(document)
     return scanner.finish(), scanner.facts

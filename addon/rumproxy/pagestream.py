@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rumproxy import decision, htmlscan, memo
-from rumproxy.charset import declared_in_header
+from rumproxy.charset import declared_in_header, read_as_xml
 from rumproxy.flownotes import UrlLabel
 from rumproxy.gzipreplay import ReplayingStream
 from rumproxy.headerview import Edit, HeaderView
@@ -40,7 +40,9 @@ def page_stream(
     options = dict(
         encoding=encoding,
         snippet=plan.markup.encode("ascii"),
-        scanner=htmlscan.InsertionScanner(settings.scan_limit, charset_declared=declared_in_header(content_type)),
+        scanner=htmlscan.InsertionScanner(
+            settings.scan_limit, charset_declared=declared_in_header(content_type), xml=read_as_xml(content_type)
+        ),
         on_done=on_done,
         label=UrlLabel(request),
         edit_policy=plan.edit_policy,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from rumproxy import agentpresence, codecs, encoders, gzipmemo, htmlscan, memo
-from rumproxy.charset import PRESCAN_BYTES, Charset, declared_in_header, detect_charset
+from rumproxy.charset import PRESCAN_BYTES, Charset, declared_in_header, detect_charset, read_as_xml
 
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 _CONTENT_ATTRIBUTE = re.compile(rb"""[\s/]content\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", re.IGNORECASE)
@@ -112,12 +112,13 @@ def inject_buffered(
         detail = memo.HEAD_REMEMBERED
     else:
         charset = detect_charset(content_type, document[:PRESCAN_BYTES])
+        xml = read_as_xml(content_type)
         if charset.bom in UTF16_BOMS:
-            return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit)
+            return _inject_utf16(document, charset, encoding=encoding, snippet=snippet, limit=limit, xml=xml)
         if not charset.ascii_compatible:
             return Rewritten(None, f"charset {charset.label!r} is not ASCII-compatible")
         # As the stream asks it (pagestream): a BOM the scanner sees for itself.
-        insertion, facts, reason, through = locate(document, limit, charset_declared=declared_in_header(content_type))
+        insertion, facts, reason, through = locate(document, limit, charset_declared=declared_in_header(content_type), xml=xml)
         if insertion is None:
             return Rewritten(None, reason)
         head = memo.known_head(document, insertion, facts, through, charset)
@@ -146,9 +147,11 @@ class Located(NamedTuple):
     through: int | None  # the document's bytes the insertion depends on (decided_through)
 
 
-def locate(document: bytes, limit: int | None, *, charset_declared: bool = False) -> Located:
+def locate(document: bytes, limit: int | None, *, charset_declared: bool = False, xml: bool = False) -> Located:
     """The insertion point as the streaming scanner would find it, or None and why not."""
-    scanner = htmlscan.InsertionScanner(limit if limit is not None else len(document) + 1, charset_declared=charset_declared)
+    scanner = htmlscan.InsertionScanner(
+        limit if limit is not None else len(document) + 1, charset_declared=charset_declared, xml=xml
+    )
     insertion = scanner.feed(document)
     if reason := body_skip_reason(document, scanner.facts):
         return Located(None, scanner.facts, reason, None)
@@ -159,7 +162,9 @@ def locate(document: bytes, limit: int | None, *, charset_declared: bool = False
     return Located(insertion, scanner.facts, "injected", scanner.decided_through)
 
 
-def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: str, limit: int | None) -> Rewritten:
+def _inject_utf16(
+    document: bytes, charset: Charset, *, encoding: str, snippet: str, limit: int | None, xml: bool
+) -> Rewritten:
     """UTF-16 pages are found in a UTF-8 view and the snippet is transcoded; every tag boundary
     is a whole character in both."""
     codec = UTF16_BOMS[charset.bom]
@@ -168,7 +173,7 @@ def _inject_utf16(document: bytes, charset: Charset, *, encoding: str, snippet: 
     except UnicodeDecodeError as e:
         return Rewritten(None, f"body is not valid {codec}: {e}")
     view = text.encode("utf-8", "surrogatepass")
-    insertion, _, reason, _ = locate(view, limit, charset_declared=True)  # by its BOM
+    insertion, _, reason, _ = locate(view, limit, charset_declared=True, xml=xml)  # by its BOM
     if insertion is None:
         return Rewritten(None, reason)
     characters = len(view[: insertion.offset].decode("utf-8", "surrogatepass"))

@@ -26,7 +26,9 @@ GET /based                 Joomla's head for a page that is not HTML5: <base hre
 GET /script-first          a tag manager's script first in the head, then the charset meta, which
                            the Content-Type does not repeat (text/html only)
 GET /xhtml                 an XHTML 1.0 Strict page served as application/xhtml+xml: the browser
-                           parses it as XML, where one stray "&" shows an error instead of the page
+                           parses it as XML, where one stray "&" shows an error instead of the page;
+                           ?head=xml: what only XML reads so (an internal subset with "]>" in an
+                           entity, <title/>, <style/>, "<!-->", CDATA, <script src=…/>), 100 KB
 GET /large                 ?paragraphs=N of seeded words, gzip (level 6, as build tools write it)
                            for clients that accept it (?br=1: br, quality 5, for clients that
                            accept br), ?length=no chunked; its script counts the paragraphs and
@@ -237,8 +239,13 @@ def script_first() -> Response:
     return Response(text.encode(), content_type="text/html")
 
 
+XHTML_PARAGRAPHS = 1500
+
+
 @app.get("/xhtml")
 def xhtml() -> Response:
+    if request.args.get("head") == "xml":
+        return xhtml_as_only_xml_reads_it()
     text = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
@@ -248,6 +255,20 @@ def xhtml() -> Response:
         f"<script>//<![CDATA[\n{MARK_SCRIPT}\n//]]></script>\n</body>\n</html>\n"
     )
     return Response(text.encode(), content_type="application/xhtml+xml; charset=utf-8")
+
+
+def xhtml_as_only_xml_reads_it() -> Response:
+    paragraphs = "".join(f"<p>Paragraph {n} of the &dish; menu.</p>\n" for n in range(XHTML_PARAGRAPHS))
+    text = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE html [\n  <!ENTITY dish "Café crème">\n  <!ENTITY shut "]><script>">\n]>\n'
+        '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n<head>\n<title/>\n<style/>\n'
+        "<!--><script>--><![CDATA[ <script> ]]>\n"
+        '<meta http-equiv="X-UA-Compatible" content="IE=edge" />\n</head>\n'
+        f'<body>\n<h1 id="title">&dish;</h1>\n<main>\n{paragraphs}</main>\n'
+        '<script src="/static/own-script.js"/>\n</body>\n</html>\n'
+    )
+    return Response(text.encode(), content_type="application/xhtml+xml")
 
 
 @app.get("/spa")

@@ -146,6 +146,18 @@ BODIES: dict[str, bytes] = {
         b"<title>Caf\xc3\xa9 &amp; cr\xc3\xa8me</title>\n</head>\n<body>\n<p>XHTML &lt;strict&gt;.</p>\n"
         b"<script>//<![CDATA[\nif (window.a && a.b) a.b();\n//]]></script>\n</body>\n</html>\n"
     ),
+    # What only an XML parser reads as the browser does: an internal subset with "]>" and a tag in an
+    # entity's value, empty elements (`<title/>` would be a title running to the page's end in
+    # HTML), a comment opened by `<!-->`, a CDATA section; past the scan limit.
+    "xhtml-xml": (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<!DOCTYPE html [\n  <!ENTITY dish "cr\xc3\xa8me <b>br\xc3\xbbl\xc3\xa9e</b>">\n  <!ENTITY shut "]><script>">\n]>\n'
+        b'<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n<head>\n<title/>\n<style/>\n'
+        b'<!--><script>--><![CDATA[ <script> ]]>\n<meta http-equiv="X-UA-Compatible" content="IE=edge" />\n'
+        b'<script src="/static/app.js"/>\n</head>\n<body>\n<h1>&dish;</h1>\n'
+        + b"<p>A paragraph of the menu, &amp; its &dish;.</p>\n" * 2000
+        + b"</body>\n</html>\n"
+    ),
     "big": _big(),
     "prose": _prose(),
     "latin1": LATIN1.encode("iso-8859-1"),
@@ -156,7 +168,13 @@ BODIES: dict[str, bytes] = {
 }
 # A charset=utf-8 header would contradict these bodies; the browser and the proxy
 # must find their charset in the BOM or the meta tag.
-BODY_CONTENT_TYPES = {"latin1": "text/html", "sjis": "text/html", "utf16": "text/html", "xhtml": "application/xhtml+xml; charset=utf-8"}
+BODY_CONTENT_TYPES = {
+    "latin1": "text/html",
+    "sjis": "text/html",
+    "utf16": "text/html",
+    "xhtml": "application/xhtml+xml; charset=utf-8",
+    "xhtml-xml": "application/xhtml+xml",
+}
 DEFAULT_CONTENT_TYPE = "text/html; charset=utf-8"
 
 ENCODERS = {

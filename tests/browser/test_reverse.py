@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.apps.browserapp import XHTML_PARAGRAPHS
 from tests.browser.support import (
     FRONTEND,
     BrowserApp,
@@ -128,6 +129,28 @@ def test_an_xhtml_page_stays_well_formed_xml(browser_page: BrowserPage, proxy: M
     assert page.evaluate("document.contentType") == "application/xhtml+xml"
     assert page.locator("parsererror").count() == 0, page.content()[:2000]
     assert page.locator("#title").text_content() == "Café & crème"
+    assert browser_page.own_script_ran()
+    assert page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
+    load, backend = browser_page.wait_for_intake(
+        intake, lambda events: linked_backend(events, url, "GET /xhtml"), what="the page load and its backend transaction"
+    )
+    assert_document_linked(intake.events(), load, backend)
+    browser_page.assert_clean()
+
+
+def test_an_xhtml_page_is_read_as_an_xml_parser_reads_it(browser_page: BrowserPage, proxy: Mitmdump, intake: Intake) -> None:
+    """Empty elements (`<title/>`, `<style/>`), a comment that `<!-->` opens, a CDATA section and a
+    doctype whose internal subset has "]>" in an entity: read as HTML, the page was held back to
+    the scan limit and then left alone; the snippet goes where XML has it, before the page's scripts."""
+    url = f"{proxy.url}/xhtml?head=xml"
+    response = browser_page.goto(url)
+    assert response.headers.get("x-rum-injected") == "rumproxy"
+    page = browser_page.page
+    assert page.evaluate("document.contentType") == "application/xhtml+xml"
+    assert page.locator("parsererror").count() == 0, page.content()[:2000]
+    assert page.locator("#title").text_content() == "Café crème" and page.title() == ""
+    assert page.evaluate("document.querySelectorAll('main p').length") == XHTML_PARAGRAPHS
+    assert page.evaluate("[...document.scripts].map(s => s.src.includes('/__rum/'))") == [True, False, False]
     assert browser_page.own_script_ran()
     assert page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
     load, backend = browser_page.wait_for_intake(

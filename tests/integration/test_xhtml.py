@@ -71,6 +71,24 @@ def test_an_xhtml_page_gets_well_formed_xml(proxy, encoding, framing):
         assert inserted.endswith(b"<![CDATA[" + init.text.encode() + b"]]></script>")
 
 
+@pytest.mark.parametrize("framing", ["", "&chunked=1&chunksize=1000"], ids=["sized", "chunked"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_what_only_xml_reads_so_is_read_so(proxy, encoding, framing):
+    # Read as HTML, `<title/>` would run to the end of the page (no injection, past the scan limit)
+    # and the doctype would end at the first ">" of its internal subset.
+    page = BODIES["xhtml-xml"]
+    assert len(page) > 64 * 1024
+    for _ in range(2):  # scanned, then remembered
+        response, document = fetch(proxy, f"body=xhtml-xml&encoding={encoding}{framing}", encoding)
+        assert response.headers["x-rum-injected"] == "rumproxy"
+        offset, inserted = split_insertion(page, document, starts_with=b"<script")
+        assert page[:offset].endswith(b'content="IE=edge" />') and page[offset:].startswith(b'\n<script src="/static/app.js"/>')
+        root = xml.etree.ElementTree.fromstring(document)
+        assert root.find(f"{{{XHTML}}}body/{{{XHTML}}}h1/{{{XHTML}}}b").text == "brûlée"
+        loader, init, own = root.find(f"{{{XHTML}}}head").iter(f"{{{XHTML}}}script")
+        assert loader.get("src").startswith("/__rum/") and "pageLoadTraceId" in init.text and own.get("src") == "/static/app.js"
+
+
 def test_the_same_bytes_as_text_html_get_the_html_markup(proxy):
     response, document = fetch(proxy, "body=xhtml&ctype=text/html; charset=utf-8", "identity")
     _, inserted = split_insertion(BODIES["xhtml"], document, starts_with=b"<script")

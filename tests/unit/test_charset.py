@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rumproxy._htmltokens import attribute_items
-from rumproxy.charset import Charset, declared_in_header, declares_charset_to_every_browser, detect_charset, may_declare_charset
+from rumproxy.charset import (
+    Charset,
+    declared_in_header,
+    declares_charset_to_every_browser,
+    detect_charset,
+    may_declare_charset,
+    read_as_xml,
+)
 
 DEFAULT = Charset("cp1252", "windows-1252", "default", b"", True)
 
@@ -154,6 +161,38 @@ def test_never_raises_and_names_a_real_codec(content_type: str | None, body: byt
 def test_declared_in_header(content_type, declared):
     # A charset in the Content-Type: the browser reads none from the page's metas (htmlscan's charset_declared).
     assert declared_in_header(content_type) is declared
+
+
+XHTML = "application/xhtml+xml"
+LATIN1_META = b'<html xmlns="http://www.w3.org/1999/xhtml"><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"/>'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "codec", "label", "source"),
+    [
+        # An XML parser reads no meta: the XML declaration's encoding, else UTF-8.
+        (XHTML, LATIN1_META, "utf-8", "utf-8", "default"),
+        (XHTML, b'<?xml version="1.0" encoding="ISO-8859-1"?>\n' + LATIN1_META, "cp1252", "iso-8859-1", "xml-declaration"),
+        (XHTML, b"<?xml version='1.0' encoding='Shift_JIS' standalone='yes'?><html/>", "shift_jis", "shift_jis", "xml-declaration"),
+        (XHTML, b'<?xml version="1.0" encoding="UTF-16"?><html/>', "utf-8", "utf-16", "xml-declaration"),  # read as ASCII: no UTF-16
+        (XHTML, b'<?xml version="1.0"?>\n' + LATIN1_META, "utf-8", "utf-8", "default"),
+        (XHTML, b'\n<?xml version="1.0" encoding="ISO-8859-1"?><html/>', "utf-8", "utf-8", "default"),  # not at the start
+        (XHTML + "; charset=windows-1251", b'<?xml version="1.0" encoding="ISO-8859-1"?>', "cp1251", "windows-1251", "header"),
+        ("text/html", LATIN1_META, "cp1252", "iso-8859-1", "meta"),
+    ],
+)
+def test_a_page_read_as_xml_takes_its_charset_as_xml_does(content_type: str, body: bytes, codec: str, label: str, source: str) -> None:
+    found = detect_charset(content_type, body)
+    assert (found.codec, found.label, found.source) == (codec, label, source)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "xml"),
+    [(XHTML, True), ("Application/XHTML+XML ; charset=utf-8", True), ("text/html", False), ("application/xml", False), (None, False), ("", False)],
+)
+def test_read_as_xml(content_type: str | None, xml: bool) -> None:
+    # Only the XML type a rule can instrument (xhtml: true).
+    assert read_as_xml(content_type) is xml
 
 
 @pytest.mark.parametrize(
