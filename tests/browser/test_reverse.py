@@ -123,38 +123,40 @@ def test_an_xhtml_page_stays_well_formed_xml(browser_page: BrowserPage, proxy: M
     attribute without a value or a bare "&" in a script is an error the browser shows instead of the
     page: the snippet is well-formed XML there, the page renders whole, and its load is linked."""
     url = f"{proxy.url}/xhtml"
-    response = browser_page.goto(url)
-    assert response.headers.get("x-rum-injected") == "rumproxy"
-    page = browser_page.page
-    assert page.evaluate("document.contentType") == "application/xhtml+xml"
-    assert page.locator("parsererror").count() == 0, page.content()[:2000]
+    page = load_xhtml(browser_page, url)
     assert page.locator("#title").text_content() == "Café & crème"
-    assert browser_page.own_script_ran()
-    assert page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
-    load, backend = browser_page.wait_for_intake(
-        intake, lambda events: linked_backend(events, url, "GET /xhtml"), what="the page load and its backend transaction"
-    )
-    assert_document_linked(intake.events(), load, backend)
-    browser_page.assert_clean()
+    assert_ran_and_linked(browser_page, intake, url, "GET /xhtml")
 
 
 def test_an_xhtml_page_is_read_as_an_xml_parser_reads_it(browser_page: BrowserPage, proxy: Mitmdump, intake: Intake) -> None:
     """Empty elements (`<title/>`, `<style/>`), a comment that `<!-->` opens, a CDATA section and a
-    doctype whose internal subset has "]>" in an entity: read as HTML, the page was held back to
-    the scan limit and then left alone; the snippet goes where XML has it, before the page's scripts."""
+    doctype whose internal subset has "]>" and a tag in an entity: read as HTML, the snippet went
+    into that entity's value (a parser error instead of the page); it goes where XML has it, before
+    the page's scripts."""
     url = f"{proxy.url}/xhtml?head=xml"
+    page = load_xhtml(browser_page, url)
+    assert page.locator("#title").text_content() == "Café crème" and page.title() == ""
+    assert page.evaluate("document.querySelectorAll('main p').length") == XHTML_PARAGRAPHS
+    assert page.evaluate("[...document.scripts].map(s => s.src.includes('/__rum/'))") == [True, False, False]
+    assert_ran_and_linked(browser_page, intake, url, "GET /xhtml")
+
+
+def load_xhtml(browser_page: BrowserPage, url: str) -> Any:
+    """The page at `url`, instrumented and parsed as XML without an error."""
     response = browser_page.goto(url)
     assert response.headers.get("x-rum-injected") == "rumproxy"
     page = browser_page.page
     assert page.evaluate("document.contentType") == "application/xhtml+xml"
     assert page.locator("parsererror").count() == 0, page.content()[:2000]
-    assert page.locator("#title").text_content() == "Café crème" and page.title() == ""
-    assert page.evaluate("document.querySelectorAll('main p').length") == XHTML_PARAGRAPHS
-    assert page.evaluate("[...document.scripts].map(s => s.src.includes('/__rum/'))") == [True, False, False]
+    return page
+
+
+def assert_ran_and_linked(browser_page: BrowserPage, intake: Intake, url: str, backend_name: str) -> None:
+    """The page's own script and the agent ran, and the page load is linked to its backend transaction."""
     assert browser_page.own_script_ran()
-    assert page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
+    assert browser_page.page.evaluate("() => !!(window.elasticApm && window.elasticApm.isActive())")
     load, backend = browser_page.wait_for_intake(
-        intake, lambda events: linked_backend(events, url, "GET /xhtml"), what="the page load and its backend transaction"
+        intake, lambda events: linked_backend(events, url, backend_name), what="the page load and its backend transaction"
     )
     assert_document_linked(intake.events(), load, backend)
     browser_page.assert_clean()
