@@ -13,7 +13,7 @@ from mitmproxy import http
 from mitmproxy.net.http import url
 
 from rumproxy import csp, decision, snippet, tracing
-from rumproxy.charset import detect_charset
+from rumproxy.charset import detect_charset, read_as_xml
 from rumproxy.headerview import Edit, Fields, HeaderView
 from rumproxy.rewrite import PolicyBlocked, PolicyEdit
 from rumproxy.rules import Rule
@@ -45,7 +45,8 @@ def make_plan(
     policy = header_policy(request, rule, trace, headers, bootstrap) if b"content-security-policy" in headers else NO_POLICY
     if policy is None:
         return None
-    xml = rule.xhtml and decision.media_type(headers) in decision.XHTML_TYPES
+    # As the rewriters decide how to scan the page: the markup and the reading must agree.
+    xml = rule.xhtml and read_as_xml(headers.get(b"content-type"))
     markup, fixed = bootstrap.rendered(trace, policy.nonce, xml=xml)
     return Plan(markup, policy, meta_policy_edit(request, rule), fixed)
 
